@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "sapien.core"
+    label = "core"
+    verbose_name = "Organizations and access"
+
+    def ready(self) -> None:
+        # Make the project's Celery app the current one in every process that loads Django.
+        import sapien.celery  # noqa: F401

@@ -1,0 +1,30 @@
+"""Bearer-token authentication that also fixes the caller's organization.
+
+``request.organization`` is the one place every query is scoped from: the
+client's organization for a machine token, the user's for a user token.
+"""
+
+from typing import Any
+
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework.request import Request
+
+from sapien.events.context import bind_actor
+
+
+class OrganizationTokenAuthentication(OAuth2Authentication):
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, token = result
+        application = token.application
+        if application is None:
+            return None
+        request.organization = application.organization  # type: ignore[attr-defined]
+        actor = user if user is not None else None
+        bind_actor(str(actor.pk) if actor is not None else application.client_id)
+        return user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="sapien"'

@@ -1,0 +1,46 @@
+"""``GET /health``: real checks of the database and the broker."""
+
+import time
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from kombu import Connection
+
+from sapien import __version__
+
+
+def check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def check_broker() -> str | None:
+    from django.conf import settings
+
+    try:
+        with Connection(settings.CELERY_BROKER_URL, connect_timeout=2, transport_options={"max_retries": 0}) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    started = time.monotonic()
+    checks: dict[str, Any] = {}
+    failures = {name: error for name, error in (("database", check_database()), ("broker", check_broker())) if error}
+    for name in ("database", "broker"):
+        checks[name] = "ok" if name not in failures else failures[name]
+    body: dict[str, Any] = {"status": "unhealthy" if failures else "healthy", "version": __version__}
+    if failures:
+        body["checks"] = checks
+        body["failing"] = sorted(failures)
+    response = JsonResponse(body, status=503 if failures else 200)
+    response["X-Health-Check-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"
+    return response

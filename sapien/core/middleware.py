@@ -1,0 +1,66 @@
+"""Request-wide concerns: the correlation id, the event source, and the body size limit."""
+
+import re
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from sapien.core.errors import error_body
+from sapien.events.context import bind_actor, bind_context, clear_context, current_context
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    """Binds the correlation id (``X-Request-ID`` when sane, else a new one) and echoes it back."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        supplied = request.headers.get("X-Request-ID", "")
+        source = "admin" if request.path.startswith("/admin/") else "api"
+        bind_context(correlation_id=supplied if _REQUEST_ID.match(supplied) else None, source=source)
+        try:
+            correlation_id = current_context().correlation_id
+            response = self.get_response(request)
+            response["X-Request-ID"] = correlation_id
+            return response
+        finally:
+            clear_context()
+
+
+class AdminEventContextMiddleware:
+    """Changes made in the Django admin name the signed-in operator as their cause."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if request.path.startswith("/admin/") and user is not None and user.is_authenticated:
+            bind_actor(str(user.pk), source="admin")
+        return self.get_response(request)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses an oversize body with 413 before anything reads it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.MAX_REQUEST_BODY_BYTES:
+            return JsonResponse(
+                error_body(
+                    "payload_too_large",
+                    f"The request body is {length} bytes; the limit is {settings.MAX_REQUEST_BODY_BYTES}.",
+                ),
+                status=413,
+            )
+        return self.get_response(request)

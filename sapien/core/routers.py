@@ -1,0 +1,11 @@
+from typing import Any
+
+from rest_framework.routers import SimpleRouter
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """``/api/persons`` and ``/api/persons/`` both resolve; a POST is never redirected."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trailing_slash = "/?"

@@ -1,0 +1,92 @@
+"""Person, Pet and Toy: the entities whose every change becomes an event.
+
+Each carries its organization, so that one filter scopes any query. Deleting a
+Person deletes their pets, and a pet's toys, each with its own ``*.deleted`` event.
+"""
+
+import uuid
+from typing import Any
+
+from django.core.validators import MaxLengthValidator
+from django.db import models
+
+from sapien.core.models import Organization
+
+NOTES_MAX_CHARACTERS = 1024 * 1024
+
+
+class TracksOriginalValues(models.Model):
+    """Remembers the field values loaded from the database, so an update can report its ``changes``."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
+        instance = super().from_db(db, field_names, values)
+        instance._original_values = dict(zip(field_names, values, strict=True))
+        return instance
+
+    def original_value(self, attname: str) -> Any:
+        return getattr(self, "_original_values", {}).get(attname)
+
+    def remember_current_values(self) -> None:
+        self._original_values = {field.attname: getattr(self, field.attname) for field in self._meta.concrete_fields}
+
+
+class PersonStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    INACTIVE = "inactive", "Inactive"
+    ARCHIVED = "archived", "Archived"
+
+
+class Person(TracksOriginalValues):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="persons")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=PersonStatus.choices, default=PersonStatus.ACTIVE)
+    notes = models.TextField(blank=True, default="", validators=[MaxLengthValidator(NOTES_MAX_CHARACTERS)])
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Pet(TracksOriginalValues):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="pets")
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=50)
+    owner = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="pets", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+
+class Toy(TracksOriginalValues):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="toys")
+    name = models.CharField(max_length=200)
+    pet = models.ForeignKey(Pet, on_delete=models.CASCADE, related_name="toys", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,46 @@
+"""Who and what caused the change being made: the ``metadata`` of its events.
+
+Bound per request (or per task) in a context variable, so that model signals can
+read it without the request being passed down.
+"""
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class EventContext:
+    correlation_id: str
+    triggered_by: str | None = None
+    source: str = "system"
+
+
+_current: ContextVar[EventContext | None] = ContextVar("sapien_event_context", default=None)
+
+
+def new_correlation_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def current_context() -> EventContext:
+    context = _current.get()
+    if context is None:
+        context = EventContext(correlation_id=new_correlation_id())
+        _current.set(context)
+    return context
+
+
+def bind_context(*, correlation_id: str | None = None, triggered_by: str | None = None, source: str = "system") -> None:
+    _current.set(
+        EventContext(correlation_id=correlation_id or new_correlation_id(), triggered_by=triggered_by, source=source)
+    )
+
+
+def bind_actor(triggered_by: str, source: str | None = None) -> None:
+    context = current_context()
+    _current.set(replace(context, triggered_by=triggered_by, source=source or context.source))
+
+
+def clear_context() -> None:
+    _current.set(None)

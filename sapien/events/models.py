@@ -1,0 +1,44 @@
+"""The event log, which is also the transactional outbox.
+
+A row is inserted in the same transaction as the change that caused it, so an
+event exists if and only if its change committed. ``relayed_at IS NULL`` marks
+the outbox: rows the relay has not fanned out to subscriptions yet.
+"""
+
+import json
+import uuid
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from sapien.core.models import Organization
+
+
+class Event(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=64)
+    # The exact JSON text delivered: serialized once, at the change, and signed as is.
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    relayed_at = models.DateTimeField(null=True, blank=True)
+    # Set for an event addressed to one subscription only (``system.ping``, replays).
+    recipient_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_at"], name="event_outbox_idx", condition=models.Q(relayed_at__isnull=True)),
+            models.Index(fields=["organization", "-created_at"], name="event_org_created_idx"),
+            models.Index(fields=["organization", "type", "-created_at"], name="event_org_type_created_idx"),
+            models.Index(fields=["created_at"], name="event_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.body)
+        return loaded

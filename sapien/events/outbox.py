@@ -1,0 +1,91 @@
+"""``record_event()``: the only way an event comes to exist.
+
+It must run inside the transaction of the change it reports (signals do, since
+every write path is atomic): the outbox row then commits or rolls back with it.
+After the commit one ``NOTIFY`` per transaction wakes the relay; it never runs
+inside the transaction, and a lost one only costs the relay's poll interval.
+"""
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from sapien.events.catalog import EVENT_TYPES
+from sapien.events.context import current_context
+from sapien.events.envelope import build_envelope, to_json
+from sapien.events.models import Event
+
+OUTBOX_CHANNEL = "sapien_outbox"
+
+
+def notify_relay() -> None:
+    """Wakes the relay. Must not run inside the change's transaction (it would serialize commits)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"NOTIFY {OUTBOX_CHANNEL}")
+
+
+def _wake_relay_after_commit() -> None:
+    pending = any(callback is notify_relay for _, callback, _ in connection.run_on_commit)
+    if not pending:
+        transaction.on_commit(notify_relay, robust=True)
+
+
+def record_event(
+    *,
+    organization_id: uuid.UUID,
+    event_type: str,
+    data: dict[str, Any],
+    changes: dict[str, Any] | None = None,
+    recipient_id: uuid.UUID | None = None,
+) -> Event | None:
+    """Inserts one event in the seed-001 envelope; ``None`` when ``ESL_ENABLED`` is off."""
+    if not settings.ESL_ENABLED:
+        return None
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"Unknown event type {event_type!r}")
+    event_id = uuid.uuid4()
+    occurred_at = timezone.now()
+    envelope = build_envelope(
+        event_id=event_id,
+        event_type=event_type,
+        organization_id=organization_id,
+        occurred_at=occurred_at,
+        data=data,
+        context=current_context(),
+        changes=changes,
+    )
+    return record_prebuilt_event(
+        event_id=event_id,
+        organization_id=organization_id,
+        event_type=event_type,
+        body=envelope,
+        occurred_at=occurred_at,
+        recipient_id=recipient_id,
+    )
+
+
+def record_prebuilt_event(
+    *,
+    event_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    event_type: str,
+    body: dict[str, Any],
+    occurred_at: Any = None,
+    recipient_id: uuid.UUID | None = None,
+) -> Event | None:
+    """Inserts an event whose body another schema dictates (``user.availability.update``)."""
+    if not settings.ESL_ENABLED:
+        return None
+    event = Event.objects.create(
+        id=event_id,
+        organization_id=organization_id,
+        type=event_type,
+        body=to_json(body),
+        created_at=occurred_at or timezone.now(),
+        recipient_id=recipient_id,
+    )
+    _wake_relay_after_commit()
+    return event

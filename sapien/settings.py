@@ -1,0 +1,249 @@
+"""Every setting of Sapien ESL, read from the environment with working defaults.
+
+Sapien's own tunables (``ESL_*``, ``PRESENCE_*``, ``AVAILABILITY_*``, ``OAUTH_*``,
+``RATE_LIMIT_*``) sit together at the end of this module; code reads them from
+``django.conf.settings`` and nowhere else.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+import django_stubs_ext
+
+# Lets the admin and querysets take type parameters at run time (``ModelAdmin[Person]``).
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "sapien-insecure-development-key-change-me-in-production")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost:8080,http://127.0.0.1:8080")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "sapien.core",
+    "oauth2_provider",
+    "sapien.events",
+    "sapien.entities",
+    "subscriptions",
+    "deliveries",
+    "availability",
+]
+
+MIDDLEWARE = [
+    "sapien.core.middleware.RequestContextMiddleware",
+    "sapien.core.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "sapien.core.middleware.AdminEventContextMiddleware",
+]
+
+ROOT_URLCONF = "sapien.urls"
+APPEND_SLASH = False
+WSGI_APPLICATION = "sapien.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# PostgreSQL only: the outbox relies on SKIP LOCKED and transactional DDL.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/sapien"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
+    )
+}
+# Every API write is one transaction: the change and its outbox event commit together.
+DATABASES["default"]["ATOMIC_REQUESTS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "core.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".data" / "static"
+MEDIA_ROOT = Path(env_str("ESL_BLOB_ROOT", str(BASE_DIR / ".data" / "blobs")))
+
+# Request bodies: a Person's notes may hold 1 MiB of text; anything beyond 2 MiB is refused with 413.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["sapien.core.auth.OrganizationTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["sapien.core.permissions.HasRequiredScope"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "sapien.core.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "sapien.core.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Sapien ESL API",
+    "DESCRIPTION": "Entities, availability and webhook subscriptions; every change becomes a signed webhook.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "oauth2": {
+                "type": "oauth2",
+                "flows": {
+                    "clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}},
+                },
+            }
+        }
+    },
+    "SECURITY": [{"oauth2": []}],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- OAuth2 -----------------------------------------------------------------
+OAUTH_TOKEN_LIFETIME = env_int("OAUTH_TOKEN_LIFETIME", 3600)
+OAUTH_REFRESH_LIFETIME = env_int("OAUTH_REFRESH_LIFETIME", 86400)
+OAUTH2_PROVIDER_APPLICATION_MODEL = "core.Application"
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": OAUTH_TOKEN_LIFETIME,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": OAUTH_REFRESH_LIFETIME,
+    "SCOPES": {
+        "events:subscribe": "Manage webhook subscriptions",
+        "events:read": "Read subscriptions, deliveries and event history",
+        "events:admin": "Organization administration: overrides, bulk redelivery, replay",
+        "entities:read": "Read persons, pets and toys",
+        "entities:write": "Create, change and delete persons, pets and toys",
+        "availability:read": "Read user availability",
+        "availability:write": "Change own availability and report presence",
+    },
+    "SCOPES_BACKEND_CLASS": "sapien.core.oauth.ApplicationScopes",
+    "OAUTH2_VALIDATOR_CLASS": "sapien.core.oauth.OrganizationOAuth2Validator",
+    "PKCE_REQUIRED": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
+}
+
+# --- Celery -------------------------------------------------------------------
+ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = ESL_BROKER_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_DEFAULT_QUEUE = "sapien"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The Celery app is only ever a wake-up channel: PostgreSQL holds what is due.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+# --- Sapien ESL -------------------------------------------------------------------
+ESL_ENABLED = env_bool("ESL_ENABLED", True)
+ESL_RETRY_ATTEMPTS = env_int("ESL_RETRY_ATTEMPTS", 5)
+ESL_RETRY_DELAY_MS = env_int("ESL_RETRY_DELAY_MS", 1000)
+ESL_RETRY_MAX_DELAY_MS = env_int("ESL_RETRY_MAX_DELAY_MS", 3_600_000)
+ESL_MAX_PAYLOAD_SIZE = env_int("ESL_MAX_PAYLOAD_SIZE", 262144)
+ESL_BLOB_STORAGE_URL = env_str("ESL_BLOB_STORAGE_URL", "")
+ESL_SIGNATURE_ALGORITHM = env_str("ESL_SIGNATURE_ALGORITHM", "sha256")
+ESL_RETENTION_HOURS = env_int("ESL_RETENTION_HOURS", 24)
+ESL_ALLOW_PRIVATE_CALLBACKS = env_bool("ESL_ALLOW_PRIVATE_CALLBACKS", False)
+ESL_SECRET_ROTATION_GRACE = env_int("ESL_SECRET_ROTATION_GRACE", 86400)
+ESL_CONNECT_TIMEOUT = float(env_str("ESL_CONNECT_TIMEOUT", "5"))
+ESL_READ_TIMEOUT = float(env_str("ESL_READ_TIMEOUT", "10"))
+ESL_PUBLIC_URL = env_str("ESL_PUBLIC_URL", "http://localhost:8080").rstrip("/")
+ESL_DELIVERY_BATCH_SIZE = env_int("ESL_DELIVERY_BATCH_SIZE", 200)
+ESL_DELIVERY_CONCURRENCY = env_int("ESL_DELIVERY_CONCURRENCY", 32)
+ESL_RELAY_BATCH_SIZE = env_int("ESL_RELAY_BATCH_SIZE", 500)
+ESL_RELAY_POLL_SECONDS = float(env_str("ESL_RELAY_POLL_SECONDS", "1"))
+RATE_LIMIT_EVENTS_HOUR = env_int("RATE_LIMIT_EVENTS_HOUR", 10000)
+PRESENCE_OFFLINE_DEBOUNCE = env_int("PRESENCE_OFFLINE_DEBOUNCE", 5)
+PRESENCE_STALE_THRESHOLD = env_int("PRESENCE_STALE_THRESHOLD", 180)
+AVAILABILITY_IDLE_THRESHOLD = env_int("AVAILABILITY_IDLE_THRESHOLD", 900)
+
+if ESL_BLOB_STORAGE_URL.startswith("s3://"):
+    # s3://bucket/prefix?endpoint_url=https://minio.local:9000 — credentials from the AWS_* variables.
+    from urllib.parse import parse_qs, urlsplit
+
+    _blob_url = urlsplit(ESL_BLOB_STORAGE_URL)
+    _blob_query = parse_qs(_blob_url.query)
+    STORAGES = {
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": _blob_url.netloc,
+                "location": _blob_url.path.strip("/"),
+                "endpoint_url": _blob_query.get("endpoint_url", [None])[0],
+                "region_name": _blob_query.get("region", [None])[0],
+                "default_acl": "private",
+                "file_overwrite": True,
+            },
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+elif ESL_BLOB_STORAGE_URL.startswith("file://"):
+    MEDIA_ROOT = Path(ESL_BLOB_STORAGE_URL.removeprefix("file://"))

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from oauth2_provider import views as oauth_views
+
+from sapien.core.errors import json_error_view
+from sapien.core.health import health
+
+urlpatterns = [
+    path("health", health, name="health"),
+    re_path(r"^oauth/token/?$", csrf_exempt(oauth_views.TokenView.as_view()), name="oauth-token"),
+    re_path(r"^oauth/revoke_token/?$", csrf_exempt(oauth_views.RevokeTokenView.as_view()), name="oauth-revoke"),
+    re_path(r"^oauth/authorize/?$", oauth_views.AuthorizationView.as_view(), name="authorize"),
+    path("api/", include("sapien.entities.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = json_error_view(400, "bad_request", "The request is malformed.")
+handler403 = json_error_view(403, "permission_denied", "You do not have permission to do this.")
+handler404 = json_error_view(404, "not_found", "Not found.")
+handler500 = json_error_view(500, "internal_error", "An unexpected error occurred.")
