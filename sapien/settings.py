@@ -22,13 +22,13 @@ def env_str(name: str, default: str) -> str:
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    raw = os.environ.get(name, "")
+    return int(raw) if raw else default
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
+    raw = os.environ.get(name, "")
+    if not raw:
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "sapien.core.middleware.RequestContextMiddleware",
     "sapien.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,8 +121,8 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".data" / "static"
 MEDIA_ROOT = Path(env_str("ESL_BLOB_ROOT", str(BASE_DIR / ".data" / "blobs")))
 
-# Request bodies: a Person's notes may hold 1 MiB of text; anything beyond 2 MiB is refused with 413.
-MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 2 * 1024 * 1024)
+# Request bodies: a Person's notes may hold 1 MiB of characters (up to 6 bytes each in JSON); beyond 8 MiB is a 413.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 REST_FRAMEWORK = {
@@ -247,3 +248,5 @@ if ESL_BLOB_STORAGE_URL.startswith("s3://"):
     }
 elif ESL_BLOB_STORAGE_URL.startswith("file://"):
     MEDIA_ROOT = Path(ESL_BLOB_STORAGE_URL.removeprefix("file://"))
+ESL_DELIVERY_WAKEUPS = env_int("ESL_DELIVERY_WAKEUPS", 2)
+ESL_DELIVERY_TASK_SECONDS = float(env_str("ESL_DELIVERY_TASK_SECONDS", "20"))

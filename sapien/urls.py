@@ -13,6 +13,8 @@ urlpatterns = [
     re_path(r"^oauth/revoke_token/?$", csrf_exempt(oauth_views.RevokeTokenView.as_view()), name="oauth-revoke"),
     re_path(r"^oauth/authorize/?$", oauth_views.AuthorizationView.as_view(), name="authorize"),
     path("api/", include("sapien.entities.urls")),
+    path("api/v1/", include("subscriptions.urls")),
+    path("api/v1/", include("deliveries.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 class ApplicationError(exceptions.APIException):
     """Base of the errors that services raise on purpose."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "bad_request"
     default_detail = "The request cannot be processed."
 

@@ -13,9 +13,12 @@ from oauth2_provider.scopes import BaseScopes
 
 class ApplicationScopes(BaseScopes):
     def get_all_scopes(self) -> dict[str, str]:
-        return dict(settings.OAUTH2_PROVIDER["SCOPES"])
+        scopes: dict[str, str] = settings.OAUTH2_PROVIDER["SCOPES"]  # type: ignore[assignment]
+        return dict(scopes)
 
-    def get_available_scopes(self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any) -> list[str]:
+    def get_available_scopes(
+        self, application: Any = None, request: Any = None, *args: Any, **kwargs: Any
+    ) -> list[str]:
         if application is None:
             return list(self.get_all_scopes())
         return [scope for scope in application.scope_list if scope in self.get_all_scopes()]
@@ -41,9 +44,7 @@ class OrganizationOAuth2Validator(OAuth2Validator):
     def validate_code(self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         return super().validate_code(client_id, code, client, request, *args, **kwargs) and _same_organization(request)
 
-    def validate_refresh_token(
-        self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
-    ) -> bool:
+    def validate_refresh_token(self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         return super().validate_refresh_token(refresh_token, client, request, *args, **kwargs) and _same_organization(
             request
         )

@@ -29,7 +29,7 @@ class HasRequiredScope(BasePermission):
         scope = required_scope(request, view)
         if scope is None:
             return True
-        if not token.allow_scopes([scope]):
+        if not token.allow_scopes([scope]):  # type: ignore[union-attr]
             raise exceptions.PermissionDenied(f"This token lacks the '{scope}' scope.")
         return True
 

@@ -32,7 +32,7 @@ def organization_create(*, name: str, tier: str = Tier.FREE) -> Organization:
 
 
 def validate_scopes(scopes: list[str]) -> list[str]:
-    known = settings.OAUTH2_PROVIDER["SCOPES"]
+    known: dict[str, str] = settings.OAUTH2_PROVIDER["SCOPES"]  # type: ignore[assignment]
     unknown = [scope for scope in scopes if scope not in known]
     if unknown:
         raise ApplicationError(f"Unknown scopes: {', '.join(unknown)}. Known: {', '.join(known)}.")

@@ -22,7 +22,7 @@ class TracksOriginalValues(models.Model):
         abstract = True
 
     @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Any:  # type: ignore[override]
         instance = super().from_db(db, field_names, values)
         instance._original_values = dict(zip(field_names, values, strict=True))
         return instance

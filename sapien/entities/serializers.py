@@ -13,6 +13,7 @@ class OrganizationScopedRelatedField(serializers.PrimaryKeyRelatedField):  # typ
 
     def get_queryset(self) -> QuerySet[Any]:
         queryset = super().get_queryset()
+        assert queryset is not None
         request = self.context.get("request")
         organization = getattr(request, "organization", None)
         return queryset.filter(organization=organization) if organization is not None else queryset.none()

@@ -28,7 +28,7 @@ def notify_relay() -> None:
 
 
 def _wake_relay_after_commit() -> None:
-    pending = any(callback is notify_relay for _, callback, _ in connection.run_on_commit)
+    pending = any(entry[1] is notify_relay for entry in connection.run_on_commit)
     if not pending:
         transaction.on_commit(notify_relay, robust=True)
 

@@ -1,0 +1,257 @@
+"""Sending due deliveries in batches: claim, send concurrently, record in bulk.
+
+A batch is claimed in one short transaction, sent with no transaction or lock
+held, and its outcomes are written in one transaction guarded by the claim
+token. Many workers may run this at once; ``SKIP LOCKED`` keeps them apart.
+"""
+
+import math
+import time
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from deliveries import retry
+from deliveries.blobs import body_to_send
+from deliveries.models import DeliveryAttempt, DeliveryStatus
+from deliveries.signing import sapien_signature, standard_webhooks_signature
+from deliveries.transport import DeliveryRequest, DeliveryResult, post
+from sapien import __version__
+from sapien.core.tiers import limits_for
+from sapien.events.models import Event
+from subscriptions.models import Subscription
+from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
+
+CLAIM_SQL = """
+WITH due AS (
+    SELECT id FROM deliveries_delivery
+    WHERE status = 'pending' AND next_attempt_at <= now()
+      AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY next_attempt_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries_delivery d
+    SET claim_token = %(token)s, claimed_until = now() + make_interval(secs => %(lease)s),
+        attempt_count = d.attempt_count + 1, updated_at = now()
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.attempt_count, d.event_id, d.subscription_id
+)
+SELECT c.id, c.attempt_count,
+       e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
+       s.id, s.callback_url, s.secret, s.active, o.tier
+FROM claimed c
+JOIN events_event e ON e.id = c.event_id
+JOIN subscriptions_subscription s ON s.id = c.subscription_id
+JOIN core_organization o ON o.id = s.organization_id
+"""
+
+RECORD_SQL = """
+UPDATE deliveries_delivery d
+SET status = v.status, next_attempt_at = v.next_attempt_at, last_status_code = v.status_code,
+    last_error = v.error, completed_at = v.completed_at,
+    claim_token = NULL, claimed_until = NULL, updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(next)s::timestamptz[], %(codes)s::int[],
+            %(errors)s::text[], %(completed)s::timestamptz[])
+     AS v(id, status, next_attempt_at, status_code, error, completed_at)
+WHERE d.id = v.id AND d.claim_token = %(token)s
+"""
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: uuid.UUID
+    attempt: int
+    event: Event
+    subscription: Subscription
+    tier: str
+
+    @property
+    def addressed(self) -> bool:
+        return self.event.recipient_id == self.subscription.id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery: ClaimedDelivery
+    result: DeliveryResult | None  # None: nothing was sent
+    status: str
+    next_attempt_at: datetime | None
+    error: str
+
+
+def claim_lease_seconds(batch_size: int) -> float:
+    rounds = math.ceil(batch_size / max(settings.ESL_DELIVERY_CONCURRENCY, 1))
+    return rounds * (settings.ESL_CONNECT_TIMEOUT + settings.ESL_READ_TIMEOUT) + 30
+
+
+def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
+    """Claims up to ``batch_size`` due deliveries in one short transaction."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"batch": batch_size, "token": token, "lease": claim_lease_seconds(batch_size)})
+        rows = cursor.fetchall()
+    claimed = []
+    for (delivery_id, attempt, event_id, event_type, body, organization_id, created_at, recipient_id,
+         subscription_id, callback_url, secret, active, tier) in rows:  # fmt: skip
+        event = Event(
+            id=event_id, type=event_type, body=body, organization_id=organization_id,
+            created_at=created_at, recipient_id=recipient_id,
+        )  # fmt: skip
+        subscription = Subscription(
+            id=subscription_id, organization_id=organization_id, callback_url=callback_url, secret=secret,
+            active=active,
+        )  # fmt: skip
+        claimed.append(
+            ClaimedDelivery(id=delivery_id, attempt=attempt, event=event, subscription=subscription, tier=tier)
+        )
+    return claimed
+
+
+def build_request(delivery: ClaimedDelivery, body: bytes) -> DeliveryRequest:
+    event, subscription = delivery.event, delivery.subscription
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"Sapien-ESL/{__version__}",
+        "X-Sapien-Signature": sapien_signature(
+            secret=subscription.secret, body=body, algorithm=settings.ESL_SIGNATURE_ALGORITHM
+        ),
+        "X-Sapien-Event": event.type,
+        "X-Sapien-Delivery": str(delivery.id),
+        "X-Sapien-Attempt": str(delivery.attempt),
+        "webhook-id": str(event.id),
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": standard_webhooks_signature(
+            secrets=[subscription.secret], message_id=str(event.id), timestamp=timestamp, body=body
+        ),
+    }
+    return DeliveryRequest(url=subscription.callback_url, body=body, headers=headers)
+
+
+def decide(delivery: ClaimedDelivery, result: DeliveryResult, *, now: datetime) -> Outcome:
+    """What an attempt's result means for its delivery: done, retry later, or failed for good."""
+    if retry.is_success(result.status_code):
+        return Outcome(delivery, result, DeliveryStatus.SUCCEEDED, None, "")
+    error = result.error or f"HTTP {result.status_code}"
+    if retry.deactivates_subscription(result.status_code):
+        return Outcome(delivery, result, DeliveryStatus.FAILED, None, "410 Gone: subscription deactivated")
+    if delivery.attempt > limits_for(delivery.tier).retry_budget:
+        return Outcome(delivery, result, DeliveryStatus.FAILED, None, error)
+    retry_after = None
+    if result.status_code in (429, 503):
+        retry_after = retry.parse_retry_after(result.retry_after, now=now)
+    next_at = retry.next_attempt_time(delivery.attempt, now=now, retry_after=retry_after)
+    return Outcome(delivery, result, DeliveryStatus.PENDING, next_at, error)
+
+
+def _refusal(delivery: ClaimedDelivery, reason: str) -> Outcome:
+    return Outcome(delivery, None, DeliveryStatus.FAILED, None, reason)
+
+
+def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
+    """Sends every claimed delivery concurrently. Must not run inside a transaction."""
+    bodies: dict[uuid.UUID, bytes] = {}
+    url_verdicts: dict[str, str] = {}
+    to_send: list[tuple[ClaimedDelivery, DeliveryRequest]] = []
+    outcomes: list[Outcome] = []
+    for delivery in batch:
+        if not delivery.subscription.active and not delivery.addressed:
+            outcomes.append(_refusal(delivery, "subscription is inactive"))
+            continue
+        url = delivery.subscription.callback_url
+        if url not in url_verdicts:
+            try:
+                check_callback_url(url)
+                url_verdicts[url] = ""
+            except UnsafeCallbackURL as exc:
+                url_verdicts[url] = str(exc)
+        if url_verdicts[url]:
+            outcomes.append(_refusal(delivery, f"refused: {url_verdicts[url]}"))
+            continue
+        if delivery.event.id not in bodies:
+            bodies[delivery.event.id] = body_to_send(delivery.event)
+        to_send.append((delivery, build_request(delivery, bodies[delivery.event.id])))
+    if to_send:
+        workers = min(len(to_send), settings.ESL_DELIVERY_CONCURRENCY)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver") as pool:
+            results = list(pool.map(post, [request for _, request in to_send]))
+        now = timezone.now()
+        outcomes.extend(
+            decide(delivery, result, now=now) for (delivery, _), result in zip(to_send, results, strict=True)
+        )
+    return outcomes
+
+
+def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
+    """Writes attempts and delivery states in one transaction; a stale claim's states are dropped."""
+    outcomes = list(outcomes)
+    if not outcomes:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                delivery_id=outcome.delivery.id,
+                number=outcome.delivery.attempt,
+                started_at=outcome.result.started_at,
+                duration_ms=outcome.result.duration_ms,
+                status_code=outcome.result.status_code,
+                succeeded=outcome.status == DeliveryStatus.SUCCEEDED,
+                error=outcome.result.error,
+                response_excerpt=outcome.result.response_excerpt,
+            )
+            for outcome in outcomes
+            if outcome.result is not None
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                RECORD_SQL,
+                {
+                    "token": token,
+                    "ids": [outcome.delivery.id for outcome in outcomes],
+                    "statuses": [str(outcome.status) for outcome in outcomes],
+                    "next": [outcome.next_attempt_at for outcome in outcomes],
+                    "codes": [outcome.result.status_code if outcome.result else None for outcome in outcomes],
+                    "errors": [outcome.error for outcome in outcomes],
+                    "completed": [None if outcome.status == DeliveryStatus.PENDING else now for outcome in outcomes],
+                },
+            )
+        gone = {
+            outcome.delivery.subscription.id
+            for outcome in outcomes
+            if outcome.result is not None and retry.deactivates_subscription(outcome.result.status_code)
+        }
+        if gone:
+            Subscription.objects.filter(id__in=gone).update(
+                active=False, disabled_reason="The receiver answered 410 Gone.", updated_at=now
+            )
+
+
+def deliver_due(*, batch_size: int, max_seconds: float) -> int:
+    """Claims, sends and records batches until nothing is due or time is up; returns how many were sent."""
+    deadline = time.monotonic() + max_seconds
+    handled = 0
+    while time.monotonic() < deadline:
+        token = uuid.uuid4()
+        batch = claim_due(batch_size=batch_size, token=token)
+        if not batch:
+            break
+        record_outcomes(send_batch(batch), token=token)
+        handled += len(batch)
+    return handled
+
+
+def has_due_deliveries() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE status = 'pending' AND next_attempt_at <= now()"
+            " AND (claimed_until IS NULL OR claimed_until < now()))"
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])

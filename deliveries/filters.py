@@ -1,0 +1,14 @@
+import django_filters
+
+from deliveries.models import Delivery, DeliveryStatus
+
+
+class DeliveryFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
+    event_type = django_filters.CharFilter(field_name="event__type")
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Delivery
+        fields = ["status", "event_type", "since", "until"]

@@ -1,0 +1,33 @@
+"""Celery tasks: thin interfaces to the services; idempotent, primitives only."""
+
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from deliveries import dispatch, relay
+from deliveries.wakeups import wake_delivery_workers
+
+
+@shared_task(name="deliveries.deliver_due", ignore_result=True)
+def deliver_due(**kwargs: Any) -> int:
+    handled = dispatch.deliver_due(
+        batch_size=settings.ESL_DELIVERY_BATCH_SIZE, max_seconds=settings.ESL_DELIVERY_TASK_SECONDS
+    )
+    if handled and dispatch.has_due_deliveries():
+        wake_delivery_workers(1)  # time ran out with work left: hand over rather than hog the worker
+    return handled
+
+
+@shared_task(name="deliveries.sweep_due", ignore_result=True)
+def sweep_due(**kwargs: Any) -> None:
+    if dispatch.has_due_deliveries():
+        wake_delivery_workers(settings.ESL_DELIVERY_WAKEUPS)
+
+
+@shared_task(name="deliveries.relay_outbox", ignore_result=True)
+def relay_outbox(**kwargs: Any) -> int:
+    result = relay.relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE)
+    if result.deliveries:
+        wake_delivery_workers(result.deliveries // settings.ESL_DELIVERY_BATCH_SIZE + 1)
+    return result.events

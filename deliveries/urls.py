@@ -1,0 +1,15 @@
+from django.urls import path, re_path
+
+from deliveries.views import BlobView, DeliveryDetailView, DeliveryListView, RedeliverView
+
+UUID = "[0-9a-fA-F-]{36}"
+
+urlpatterns = [
+    re_path(rf"^subscriptions/(?P<subscription_id>{UUID})/deliveries/?$", DeliveryListView.as_view(),
+            name="delivery-list"),
+    re_path(rf"^subscriptions/(?P<subscription_id>{UUID})/deliveries/(?P<delivery_id>{UUID})/?$",
+            DeliveryDetailView.as_view(), name="delivery-detail"),
+    re_path(rf"^subscriptions/(?P<subscription_id>{UUID})/deliveries/(?P<delivery_id>{UUID})/redeliver/?$",
+            RedeliverView.as_view(), name="delivery-redeliver"),
+    path("blobs/<uuid:blob_id>", BlobView.as_view(), name="blob-detail"),
+]  # fmt: skip

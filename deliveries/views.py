@@ -1,0 +1,81 @@
+from typing import Any
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deliveries.blobs import is_valid_blob_signature, open_blob
+from deliveries.filters import DeliveryFilter
+from deliveries.models import Blob, Delivery
+from deliveries.selectors import deliveries_of
+from deliveries.serializers import DeliverySerializer
+from deliveries.services import delivery_redeliver
+from subscriptions.models import Subscription
+
+
+class SubscriptionDeliveriesMixin:
+    """The delivery log of one subscription of the caller's organization."""
+
+    kwargs: dict[str, Any]
+
+    def get_subscription(self) -> Subscription:
+        return get_object_or_404(
+            Subscription,
+            pk=self.kwargs["subscription_id"],
+            organization=self.request.organization,  # type: ignore[attr-defined]
+        )
+
+    def get_queryset(self) -> Any:
+        return deliveries_of(self.get_subscription())
+
+
+class DeliveryListView(SubscriptionDeliveriesMixin, generics.ListAPIView):  # type: ignore[type-arg]
+    serializer_class = DeliverySerializer
+    filterset_class = DeliveryFilter
+    read_scope = "events:read"
+
+
+class DeliveryDetailView(SubscriptionDeliveriesMixin, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    serializer_class = DeliverySerializer
+    lookup_url_kwarg = "delivery_id"
+    read_scope = "events:read"
+
+
+class RedeliverView(SubscriptionDeliveriesMixin, generics.GenericAPIView):  # type: ignore[type-arg]
+    serializer_class = DeliverySerializer
+    lookup_url_kwarg = "delivery_id"
+    write_scope = "events:subscribe"
+
+    @extend_schema(request=None, responses={202: DeliverySerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        delivery: Delivery = self.get_object()
+        delivery = delivery_redeliver(delivery=delivery)
+        return Response(self.get_serializer(deliveries_of(delivery.subscription).get(pk=delivery.pk)).data,
+                        status=status.HTTP_202_ACCEPTED)  # fmt: skip
+
+
+class BlobView(APIView):
+    """A spilled payload. The signed URL is the credential: no token is needed, or accepted in its place."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("expires", int, required=True), OpenApiParameter("signature", str, required=True)],
+        responses={(200, "application/json"): dict},
+    )
+    def get(self, request: Request, blob_id: str) -> HttpResponse:
+        expires = request.query_params.get("expires", "")
+        signature = request.query_params.get("signature", "")
+        if not is_valid_blob_signature(blob_id, expires, signature):
+            raise PermissionDenied("This blob link is invalid or has expired.")
+        blob = get_object_or_404(Blob, pk=blob_id)
+        response = HttpResponse(open_blob(blob), content_type="application/json")
+        response["X-Checksum"] = blob.checksum
+        return response

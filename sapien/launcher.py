@@ -1,0 +1,132 @@
+"""``make run`` and ``make test``: the whole platform, on embedded services when none are named.
+
+``python -m sapien.launcher run`` starts PostgreSQL and Redis from PyPI packages
+when ``DATABASE_URL`` / ``ESL_BROKER_URL`` are unset (data kept in ``.data/``),
+migrates, then runs the web server, the relay, a Celery worker and beat until
+Ctrl-C, which stops everything it started.
+
+``python -m sapien.launcher test -- CMD…`` runs CMD with a throwaway embedded
+PostgreSQL and Redis (unless the variables name real ones), then stops them.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sapien.embedded import EmbeddedService, start_postgres, start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def embedded_services(data_dir: Path, env: dict[str, str]) -> list[EmbeddedService]:
+    """Starts what the environment does not name, and points the environment at it."""
+    started: list[EmbeddedService] = []
+    if not env.get("DATABASE_URL"):
+        postgres = start_postgres(data_dir=data_dir / "postgres", database="sapien")
+        env["DATABASE_URL"] = postgres.url
+        started.append(postgres)
+        print(f"Embedded PostgreSQL: {postgres.url}", file=sys.stderr)
+    if not env.get("ESL_BROKER_URL"):
+        redis = start_redis(data_dir=data_dir / "redis")
+        env["ESL_BROKER_URL"] = redis.url
+        started.append(redis)
+        print(f"Embedded Redis: {redis.url}", file=sys.stderr)
+    return started
+
+
+def stop_all(services: list[EmbeddedService]) -> None:
+    for service in reversed(services):
+        service.stop()
+
+
+QUICK_START = """
+Sapien ESL is running on http://localhost:{port}  (admin at /admin/, API docs at /api/docs/)
+
+Get a token (in another terminal, from this folder):
+  ORG=$(.venv/bin/python manage.py create_organization "Acme" --tier standard | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  .venv/bin/python manage.py create_client "$ORG" --name my-app --scopes "entities:read entities:write events:read events:subscribe"
+  curl -s -X POST http://localhost:{port}/oauth/token -d grant_type=client_credentials -d client_id=CLIENT_ID -d client_secret=CLIENT_SECRET
+
+The README's quick start goes on from there. Ctrl-C stops everything.
+"""  # noqa: E501
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    env.setdefault("ESL_PUBLIC_URL", f"http://localhost:{args.port}")
+    data_dir = ROOT / ".data"
+    services = embedded_services(data_dir, env)
+    # Child processes run in their own process groups: Ctrl-C reaches us, and we stop them in order.
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        subprocess.run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        commands = {
+            "web": [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--bind", f"0.0.0.0:{args.port}",
+                    "--workers", str(args.web_workers), "--access-logfile", "-", "--graceful-timeout", "5"],
+            "relay": [PYTHON, "manage.py", "run_relay"],
+            "worker": [PYTHON, "-m", "celery", "-A", "sapien", "worker", "--loglevel", "INFO",
+                       "--concurrency", str(args.worker_concurrency), "-Q", "sapien"],
+            "beat": [PYTHON, "-m", "celery", "-A", "sapien", "beat", "--loglevel", "WARNING",
+                     "--schedule", str(data_dir / "celerybeat-schedule")],
+        }  # fmt: skip
+        for command in commands.values():
+            children.append(subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
+        print(QUICK_START.format(port=args.port), file=sys.stderr, flush=True)
+        stopping: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+        while not stopping:
+            if any(child.poll() is not None for child in children):
+                print("A process exited; stopping the others.", file=sys.stderr)
+                break
+            time.sleep(0.5)
+        return 0 if stopping else 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        stop_all(services)
+
+
+def test(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    data_dir = Path(tempfile.mkdtemp(prefix="sapien-test-", dir=ROOT / ".data" if (ROOT / ".data").exists() else None))
+    services = embedded_services(data_dir, env)
+    try:
+        return subprocess.run(args.command, cwd=ROOT, env=env, check=False).returncode
+    finally:
+        stop_all(services)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sapien.launcher")
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_parser = sub.add_parser("run", help="run the whole platform")
+    run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    run_parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    run_parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+    test_parser = sub.add_parser("test", help="run a command against throwaway embedded services")
+    test_parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.action == "test":
+        args.command = [part for part in args.command if part != "--"] or [PYTHON, "-m", "pytest"]
+        return test(args)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

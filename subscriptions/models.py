@@ -1,0 +1,30 @@
+"""Who wants which events, where, and with which secret."""
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from sapien.core.models import Organization
+
+
+class Subscription(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="subscriptions")
+    callback_url = models.URLField(max_length=2048)
+    # Exact types, families (``person.*``) or ``*``; matched by the relay in SQL.
+    events = ArrayField(models.CharField(max_length=64))
+    # The HMAC key: needed in clear to sign, so it is write-only in the API and masked in the admin.
+    secret = models.CharField(max_length=256)
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=500, blank=True, default="")
+    disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        indexes = [models.Index(fields=["organization", "active"], name="subscription_org_active_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.callback_url} ({', '.join(self.events)})"

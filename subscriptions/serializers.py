@@ -1,0 +1,39 @@
+from typing import Any
+
+from rest_framework import serializers
+
+from sapien.events.catalog import is_valid_pattern
+from subscriptions.models import Subscription
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    events = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=False, max_length=100)
+    secret = serializers.CharField(write_only=True, required=False, min_length=16, max_length=256)
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "id", "callback_url", "events", "secret", "active", "description",
+            "disabled_reason", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["id", "disabled_reason", "created_at", "updated_at"]
+
+    def validate_events(self, value: list[str]) -> list[str]:
+        unknown = [pattern for pattern in value if not is_valid_pattern(pattern)]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown event types: {', '.join(unknown)}.")
+        return list(dict.fromkeys(value))
+
+
+class CreatedSubscriptionSerializer(SubscriptionSerializer):
+    """The answer to a creation: the only time the secret is shown."""
+
+    secret = serializers.CharField(read_only=True)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return dict(super().to_representation(instance))
+
+
+class PingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    event_id = serializers.UUIDField()
+    type = serializers.CharField()

@@ -1,0 +1,73 @@
+"""Fixtures shared by the whole suite: organizations, real OAuth tokens, API clients."""
+
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from oauth2_provider.models import AccessToken
+from rest_framework.test import APIClient
+
+from sapien.core.models import Application, Organization, Tier, User
+
+ALL_SCOPES = (
+    "events:subscribe events:read events:admin entities:read entities:write availability:read availability:write"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def make_organization(db) -> Callable[..., Organization]:  # type: ignore[no-untyped-def]
+    def make(name: str = "Acme", tier: str = Tier.STANDARD) -> Organization:
+        return Organization.objects.create(name=name, tier=tier)
+
+    return make
+
+
+@pytest.fixture
+def organization(make_organization) -> Organization:  # type: ignore[no-untyped-def]
+    return make_organization()
+
+
+@pytest.fixture
+def make_token(db) -> Callable[..., AccessToken]:  # type: ignore[no-untyped-def]
+    """A real access token, as ``POST /oauth/token`` would have issued it."""
+
+    def make(organization: Organization, scopes: str = ALL_SCOPES, user: User | None = None) -> AccessToken:
+        application = Application.objects.create(
+            organization=organization,
+            name="test client",
+            scopes=ALL_SCOPES,
+            client_type=Application.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        )
+        return AccessToken.objects.create(
+            application=application,
+            user=user,
+            token=secrets.token_urlsafe(30),
+            scope=scopes,
+            expires=timezone.now() + timedelta(hours=1),
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_api(make_token) -> Callable[..., APIClient]:  # type: ignore[no-untyped-def]
+    def make(organization: Organization, scopes: str = ALL_SCOPES, user: User | None = None) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(organization, scopes, user).token}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(make_api, organization) -> APIClient:  # type: ignore[no-untyped-def]
+    """An API client of ``organization`` holding every scope."""
+    return make_api(organization)

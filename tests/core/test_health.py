@@ -1,0 +1,30 @@
+import pytest
+from django.test import Client
+
+
+@pytest.mark.django_db
+def test_health_is_healthy_when_database_and_broker_answer(client: Client) -> None:
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "healthy", "version": "1.0.0"}
+
+
+@pytest.mark.django_db
+def test_health_is_503_naming_the_broker_when_it_is_down(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "unhealthy"
+    assert response.json()["failing"] == ["broker"]
+
+
+def test_schema_and_docs_are_published(client: Client, db) -> None:  # type: ignore[no-untyped-def]
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/api/persons" in paths or "/api/persons/" in str(paths)
+    assert client.get("/api/docs/").status_code == 200
