@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        set_rollback()  # the answer is a 500 response, not a raised exception: undo the request's writes
         return Response(
             error_body("internal_error", "An unexpected error occurred."),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,

@@ -1,0 +1,98 @@
+"""Real Sapien processes for end-to-end tests: Celery workers, beat and the relay."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    """The URL of the database the tests run against (pytest-django's test database)."""
+    params = connection.settings_dict
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
+    return f"postgresql://{auth}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
+
+
+def service_env(broker_url: str, **overrides: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": database_url(),
+            "ESL_BROKER_URL": broker_url,
+            "ESL_ALLOW_PRIVATE_CALLBACKS": "true",
+            "ESL_RETRY_DELAY_MS": "200",
+            "ESL_RELAY_POLL_SECONDS": "0.5",
+            "DB_CONN_MAX_AGE": "0",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    env.update({key: str(value) for key, value in overrides.items()})
+    return env
+
+
+class Process:
+    """A child process in its own process group, stopped (or killed) with everything it forked."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.command, self.env = name, command, env
+        self.log_path = log_dir / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Process":
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: no clean-up, no acknowledgement, as in a crash."""
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def celery(name: str, env: dict[str, str], log_dir: Path, *args: str) -> Process:
+    return Process(name, [sys.executable, "-m", "celery", "-A", "sapien", *args], env, log_dir)
+
+
+def worker(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Process:
+    return celery(
+        name, env, log_dir, "worker", "-n", f"{name}@%h", "-Q", "sapien", "--concurrency", str(concurrency),
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+    )  # fmt: skip
+
+
+def beat(env: dict[str, str], log_dir: Path) -> Process:
+    return celery("beat", env, log_dir, "beat", "--schedule", str(log_dir / "beat-schedule"), "--loglevel", "INFO")
+
+
+def relay(name: str, env: dict[str, str], log_dir: Path) -> Process:
+    return Process(name, [sys.executable, "manage.py", "run_relay"], env, log_dir)
+
+
+def wait_until(condition: Any, timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
