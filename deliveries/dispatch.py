@@ -88,7 +88,7 @@ class Outcome:
 
 def claim_lease_seconds(batch_size: int) -> float:
     rounds = math.ceil(batch_size / max(settings.ESL_DELIVERY_CONCURRENCY, 1))
-    return rounds * (settings.ESL_CONNECT_TIMEOUT + settings.ESL_READ_TIMEOUT) + 30
+    return rounds * (settings.ESL_CONNECT_TIMEOUT + settings.ESL_READ_TIMEOUT) + settings.ESL_CLAIM_LEASE_MARGIN_SECONDS
 
 
 def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:

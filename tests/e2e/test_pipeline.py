@@ -21,7 +21,9 @@ SECRET = "a-subscriber-secret-of-some-length"
 
 
 def subscribe(api: APIClient, url: str, events: list[str], secret: str = SECRET) -> dict:  # type: ignore[type-arg]
-    response = api.post("/api/v1/subscriptions", {"callback_url": url, "events": events, "secret": secret}, format="json")
+    response = api.post(
+        "/api/v1/subscriptions", {"callback_url": url, "events": events, "secret": secret}, format="json"
+    )
     assert response.status_code == 201, response.content
     return response.json()  # type: ignore[no-any-return]
 
@@ -82,7 +84,9 @@ def test_a_free_tier_subscription_gets_exactly_four_attempts_then_failed(
     assert len(receiver.requests) == 4  # and no fifth
 
 
-def test_a_large_payload_is_spilled_to_a_signed_blob(platform, receiver: Receiver, make_organization, make_api, e2e_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_large_payload_is_spilled_to_a_signed_blob(
+    platform, receiver: Receiver, make_organization, make_api, e2e_settings
+) -> None:  # type: ignore[no-untyped-def]
     api = make_api(make_organization())
     subscribe(api, receiver.url, ["person.created"])
     notes = "x" * 300_000
@@ -186,5 +190,3 @@ def test_redeliver_starts_a_new_chain(platform, receiver: Receiver, make_organiz
     assert second.header("X-Sapien-Attempt") == "1"
     missing = api.post(f"/api/v1/subscriptions/{subscription['id']}/deliveries/{uuid.uuid4()}/redeliver")
     assert missing.status_code == 404
-
-

@@ -47,10 +47,10 @@ class Receiver:
                     body=self.rfile.read(length),
                     received_at=time.time(),
                 )
-                status, headers, body = receiver.responder(request)
-                with receiver._condition:
+                with receiver._condition:  # recorded on arrival, before the answer
                     receiver.requests.append(request)
                     receiver._condition.notify_all()
+                status, headers, body = receiver.responder(request)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -70,7 +70,9 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
-    def wait_for(self, count: int, timeout: float = 30.0, predicate: Callable[[ReceivedRequest], bool] | None = None) -> list[ReceivedRequest]:
+    def wait_for(
+        self, count: int, timeout: float = 30.0, predicate: Callable[[ReceivedRequest], bool] | None = None
+    ) -> list[ReceivedRequest]:
         """Waits until ``count`` matching requests arrived; fails with what did arrive."""
         deadline = time.monotonic() + timeout
         with self._condition:
