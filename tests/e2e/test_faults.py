@@ -7,9 +7,9 @@ import pytest
 
 from deliveries.models import Delivery, DeliveryStatus
 from sapien.embedded import start_redis
+from tests.e2e.test_pipeline import subscribe
 from tests.support.processes import wait_until
 from tests.support.receiver import ReceivedRequest, Receiver
-from tests.e2e.test_pipeline import subscribe
 
 pytestmark = pytest.mark.e2e
 
