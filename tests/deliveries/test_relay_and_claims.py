@@ -1,0 +1,163 @@
+"""Fan-out and claiming in PostgreSQL: matching, idempotency, disjoint concurrent claims, query counts."""
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from deliveries import dispatch
+from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
+from deliveries.relay import relay_pending
+from deliveries.transport import DeliveryResult
+from sapien.events.models import Event
+from sapien.events.outbox import record_event
+from subscriptions.models import Subscription
+
+
+def subscription(organization, events, active=True):  # type: ignore[no-untyped-def]
+    return Subscription.objects.create(
+        organization=organization, callback_url="https://hooks.example.com/", events=events, secret="s" * 20,
+        active=active,
+    )  # fmt: skip
+
+
+def event(organization, event_type="person.created", recipient_id=None):  # type: ignore[no-untyped-def]
+    return record_event(organization_id=organization.id, event_type=event_type, data={}, recipient_id=recipient_id)
+
+
+@pytest.mark.django_db
+def test_fan_out_matches_exact_types_families_and_everything(organization, make_organization) -> None:  # type: ignore[no-untyped-def]
+    exact = subscription(organization, ["person.created"])
+    family = subscription(organization, ["person.*"])
+    everything = subscription(organization, ["*"])
+    other_type = subscription(organization, ["pet.created"])
+    inactive = subscription(organization, ["*"], active=False)
+    foreign = subscription(make_organization("Other"), ["*"])
+    profile_family = subscription(organization, ["availability.*"])
+    created = event(organization)
+    profile = event(organization, "availability.profile.created")
+
+    result = relay_pending(batch_size=100)
+
+    assert (result.events, result.deliveries) == (2, 5)
+    pairs = set(Delivery.objects.values_list("event_id", "subscription_id"))
+    assert pairs == {
+        (created.id, exact.id), (created.id, family.id), (created.id, everything.id),
+        (profile.id, everything.id), (profile.id, profile_family.id),
+    }  # fmt: skip
+    assert not Delivery.objects.filter(subscription__in=[other_type, inactive, foreign]).exists()
+    assert not Event.objects.filter(relayed_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_fan_out_is_idempotent(organization) -> None:  # type: ignore[no-untyped-def]
+    subscription(organization, ["*"])
+    event(organization)
+    relay_pending(batch_size=10)
+
+    Event.objects.update(relayed_at=None)  # as if a relay died after inserting, before marking
+    again = relay_pending(batch_size=10)
+
+    assert again.deliveries == 0
+    assert Delivery.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_addressed_event_reaches_only_its_recipient_even_when_inactive(organization) -> None:  # type: ignore[no-untyped-def]
+    target = subscription(organization, ["person.created"], active=False)
+    subscription(organization, ["*"])
+    event(organization, "system.ping", recipient_id=target.id)
+
+    relay_pending(batch_size=10)
+
+    assert list(Delivery.objects.values_list("subscription_id", flat=True)) == [target.id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_never_take_the_same_delivery(organization) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        subscription(organization, ["*"])
+    for _ in range(40):
+        event(organization)
+    relay_pending(batch_size=1000)
+    claims: list[list[uuid.UUID]] = []
+    barrier = threading.Barrier(4)
+
+    def claim() -> None:
+        barrier.wait()
+        try:
+            taken: list[uuid.UUID] = []
+            while batch := dispatch.claim_due(batch_size=7, token=uuid.uuid4()):
+                taken.extend(d.id for d in batch)
+            claims.append(taken)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    everything = [delivery_id for taken in claims for delivery_id in taken]
+    assert len(everything) == 120
+    assert len(set(everything)) == 120
+    assert sum(1 for taken in claims if taken) >= 2
+
+
+@pytest.mark.django_db
+def test_claim_is_one_query_and_recording_a_batch_is_two(organization, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """Counts include the SAVEPOINT and RELEASE that the test's own transaction turns each commit into."""
+    subscription(organization, ["*"])
+    for _ in range(25):
+        event(organization)
+    relay_pending(batch_size=100)
+    token = uuid.uuid4()
+
+    with django_assert_num_queries(1 + 2):
+        batch = dispatch.claim_due(batch_size=50, token=token)
+    now = timezone.now()
+    outcomes = [
+        dispatch.decide(claimed, DeliveryResult(started_at=now, duration_ms=3, status_code=200), now=now)
+        for claimed in batch
+    ]
+    with django_assert_num_queries(2 + 2):
+        dispatch.record_outcomes(outcomes, token=token)
+
+    assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 25
+    assert DeliveryAttempt.objects.count() == 25
+
+
+@pytest.mark.django_db
+def test_a_stale_claim_cannot_overwrite_a_newer_one(organization) -> None:  # type: ignore[no-untyped-def]
+    subscription(organization, ["*"])
+    event(organization)
+    relay_pending(batch_size=10)
+    old_token = uuid.uuid4()
+    (claimed,) = dispatch.claim_due(batch_size=10, token=old_token)
+    Delivery.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))  # the lease lapsed
+    new_token = uuid.uuid4()
+    assert dispatch.claim_due(batch_size=10, token=new_token)
+    now = timezone.now()
+
+    late = dispatch.decide(claimed, DeliveryResult(started_at=now, duration_ms=1, status_code=500), now=now)
+    dispatch.record_outcomes([late], token=old_token)
+
+    delivery = Delivery.objects.get()
+    assert delivery.claim_token == new_token
+    assert delivery.status == DeliveryStatus.PENDING
+    assert DeliveryAttempt.objects.count() == 1  # the attempt happened and is logged all the same
+
+
+@pytest.mark.django_db
+def test_a_claimed_delivery_is_not_due_until_its_lease_lapses(organization) -> None:  # type: ignore[no-untyped-def]
+    subscription(organization, ["*"])
+    event(organization)
+    relay_pending(batch_size=10)
+
+    assert dispatch.claim_due(batch_size=10, token=uuid.uuid4())
+    assert dispatch.claim_due(batch_size=10, token=uuid.uuid4()) == []
+    assert not dispatch.has_due_deliveries()
