@@ -77,18 +77,27 @@ def run(args: argparse.Namespace) -> int:
             "beat": [PYTHON, "-m", "celery", "-A", "sapien", "beat", "--loglevel", "WARNING",
                      "--schedule", str(data_dir / "celerybeat-schedule")],
         }  # fmt: skip
+        names = list(commands)
         for command in commands.values():
             children.append(subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
         print(QUICK_START.format(port=args.port), file=sys.stderr, flush=True)
         stopping: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+        restarts: list[float] = []
         while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("A process exited; stopping the others.", file=sys.stderr)
-                break
+            for index, child in enumerate(children):
+                if child.poll() is None:
+                    continue
+                # Supervise like a process manager would: restart, but give up on a crash loop.
+                restarts = [moment for moment in restarts if moment > time.monotonic() - 60] + [time.monotonic()]
+                if len(restarts) > 5:
+                    print("Processes keep exiting; stopping everything.", file=sys.stderr)
+                    return 1
+                print(f"The {names[index]} process exited ({child.returncode}); restarting it.", file=sys.stderr)
+                children[index] = subprocess.Popen(commands[names[index]], cwd=ROOT, env=env, start_new_session=True)
             time.sleep(0.5)
-        return 0 if stopping else 1
+        return 0
     finally:
         for child in children:
             if child.poll() is None:

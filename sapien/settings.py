@@ -193,8 +193,10 @@ ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = ESL_BROKER_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Messages are wake-ups, not work: acknowledged on receipt, since a lost one costs only a sweep interval.
+# (Late acks would also make a worker ack over a connection the broker just dropped, which kombu's
+# Redis transport can turn into an unrecoverable worker error.)
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
