@@ -16,6 +16,7 @@ from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
 from deliveries.models import RESPONSE_EXCERPT_CHARS
+from deliveries.safe_http import PublicOnlyAdapter
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def http_session() -> requests.Session:
             session = requests.Session()
             session.trust_env = False
             pool = max(settings.ESL_DELIVERY_CONCURRENCY, 10)
-            adapter = HTTPAdapter(pool_connections=64, pool_maxsize=pool, max_retries=0)
+            adapter_class = HTTPAdapter if settings.ESL_ALLOW_PRIVATE_CALLBACKS else PublicOnlyAdapter
+            adapter = adapter_class(pool_connections=64, pool_maxsize=pool, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             _session = (os.getpid(), session)
