@@ -19,22 +19,34 @@ import tempfile
 import time
 from pathlib import Path
 
-from sapien.embedded import EmbeddedService, start_postgres, start_redis
+from sapien.embedded import (
+    PG_DEFAULT_PORT,
+    REDIS_DEFAULT_PORT,
+    EmbeddedError,
+    EmbeddedService,
+    start_postgres,
+    start_redis,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def embedded_services(data_dir: Path, env: dict[str, str]) -> list[EmbeddedService]:
-    """Starts what the environment does not name, and points the environment at it."""
+def embedded_services(data_dir: Path, env: dict[str, str], *, fixed_ports: bool) -> list[EmbeddedService]:
+    """Starts what the environment does not name, and points the environment at it.
+
+    With ``fixed_ports`` the servers take the ports the settings default to, so that
+    ``manage.py`` in another terminal finds them without any variable set.
+    """
     started: list[EmbeddedService] = []
     if not env.get("DATABASE_URL"):
-        postgres = start_postgres(data_dir=data_dir / "postgres", database="sapien")
+        pg_port = PG_DEFAULT_PORT if fixed_ports else None
+        postgres = start_postgres(data_dir=data_dir / "postgres", port=pg_port, database="sapien")
         env["DATABASE_URL"] = postgres.url
         started.append(postgres)
         print(f"Embedded PostgreSQL: {postgres.url}", file=sys.stderr)
     if not env.get("ESL_BROKER_URL"):
-        redis = start_redis(data_dir=data_dir / "redis")
+        redis = start_redis(data_dir=data_dir / "redis", port=REDIS_DEFAULT_PORT if fixed_ports else None)
         env["ESL_BROKER_URL"] = redis.url
         started.append(redis)
         print(f"Embedded Redis: {redis.url}", file=sys.stderr)
@@ -62,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("ESL_PUBLIC_URL", f"http://localhost:{args.port}")
     data_dir = ROOT / ".data"
-    services = embedded_services(data_dir, env)
+    try:
+        services = embedded_services(data_dir, env, fixed_ports=True)
+    except EmbeddedError as exc:
+        print(f"Could not start the embedded services: {exc}\n"
+              "Set DATABASE_URL and ESL_BROKER_URL to use servers of your own.", file=sys.stderr)  # fmt: skip
+        return 1
     # Child processes run in their own process groups: Ctrl-C reaches us, and we stop them in order.
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -70,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         subprocess.run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         commands = {
             "web": [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--bind", f"0.0.0.0:{args.port}",
-                    "--workers", str(args.web_workers), "--access-logfile", "-", "--graceful-timeout", "5"],
+                    "--workers", str(args.web_workers), "--access-logfile", "-", "--graceful-timeout", "5",
+                    # %(U)s is the path without its query: signed blob links stay out of the log.
+                    "--access-logformat", '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'],
             "relay": [PYTHON, "manage.py", "run_relay"],
             "worker": [PYTHON, "-m", "celery", "-A", "sapien", "worker", "--loglevel", "INFO",
                        "--concurrency", str(args.worker_concurrency), "-Q", "sapien"],
@@ -113,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 def test(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     data_dir = Path(tempfile.mkdtemp(prefix="sapien-test-", dir=ROOT / ".data" if (ROOT / ".data").exists() else None))
-    services = embedded_services(data_dir, env)
+    services = embedded_services(data_dir, env, fixed_ports=False)
     try:
         return subprocess.run(args.command, cwd=ROOT, env=env, check=False).returncode
     finally:

@@ -97,7 +97,8 @@ TEMPLATES = [
 # PostgreSQL only: the outbox relies on SKIP LOCKED and transactional DDL.
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/sapien"),
+        # The default is where ``make run`` puts its embedded PostgreSQL, so manage.py finds it too.
+        env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/sapien"),
         conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
@@ -110,7 +111,7 @@ AUTH_USER_MODEL = "core.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -194,7 +195,7 @@ OAUTH2_PROVIDER = {
 }
 
 # --- Celery -------------------------------------------------------------------
-ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:6379/0")
+ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:63799/0")  # make run's embedded Redis
 CELERY_BROKER_URL = ESL_BROKER_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

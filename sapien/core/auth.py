@@ -7,6 +7,7 @@ client's organization for a machine token, the user's for a user token.
 from typing import Any
 
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework import exceptions
 from rest_framework.request import Request
 
 from sapien.events.context import bind_actor
@@ -16,6 +17,8 @@ class OrganizationTokenAuthentication(OAuth2Authentication):
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         result = super().authenticate(request)
         if result is None:
+            if request.headers.get("Authorization", "").lower().startswith("bearer "):
+                raise exceptions.AuthenticationFailed("The access token is invalid, expired or revoked.")
             return None
         user, token = result
         application = token.application

@@ -187,3 +187,28 @@ def test_revoked_token_no_longer_works(client: Client) -> None:
 
     assert revoked.status_code == 200
     assert client.get("/api/persons", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_a_user_signs_in_on_the_login_page_before_approving_a_client(client: Client) -> None:
+    organization = organization_create(name="Acme")
+    user_create(organization=organization, email="ada@example.com", password="correct-horse")
+    authorize = "/oauth/authorize?client_id=x&response_type=code"
+
+    redirected = client.get(authorize)
+    assert redirected.status_code == 302
+    assert redirected["Location"].startswith("/accounts/login/")
+    page = client.get(redirected["Location"])
+    assert page.status_code == 200
+    signed_in = client.post(
+        "/accounts/login/", {"username": "ada@example.com", "password": "correct-horse", "next": authorize}
+    )
+
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == authorize
+
+
+def test_an_invalid_token_is_reported_as_such(client: Client) -> None:
+    response = client.get("/api/persons", HTTP_AUTHORIZATION="Bearer expired-or-made-up")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"

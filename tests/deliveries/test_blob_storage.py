@@ -1,0 +1,75 @@
+"""Blob spill through Django's storage API: the file system by default, S3-compatible when configured."""
+
+import hashlib
+import json
+
+import boto3
+import pytest
+from django.test import Client
+from moto import mock_aws
+
+from deliveries.blobs import body_to_send
+from deliveries.models import Blob
+from sapien.events.outbox import record_event
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def large_event(organization, settings):  # type: ignore[no-untyped-def]
+    settings.ESL_MAX_PAYLOAD_SIZE = 1024
+    return record_event(organization_id=organization.id, event_type="person.created", data={"notes": "é" * 4000})
+
+
+def spilled_reference(event) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    body = json.loads(body_to_send(event))
+    assert "data" not in body
+    assert list(body) == ["id", "type", "version", "timestamp", "organization_id", "data_ref", "metadata"]
+    return body["data_ref"]  # type: ignore[no-any-return]
+
+
+def fetch(client: Client, uri: str) -> bytes:
+    response = client.get("/" + uri.split("://", 1)[1].split("/", 1)[1])
+    assert response.status_code == 200
+    return response.content
+
+
+def test_spill_to_the_file_system(large_event, client: Client, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings.MEDIA_ROOT = tmp_path
+
+    reference = spilled_reference(large_event)
+
+    content = fetch(client, reference["uri"])
+    assert json.loads(content) == {"notes": "é" * 4000}
+    assert reference["size_bytes"] == len(content)
+    assert reference["checksum"] == f"sha256:{hashlib.sha256(content).hexdigest()}"
+    assert spilled_reference(large_event) == reference  # written once, the same reference on every retry
+    assert Blob.objects.count() == 1
+
+
+def test_a_small_body_is_sent_inline(organization) -> None:  # type: ignore[no-untyped-def]
+    event = record_event(organization_id=organization.id, event_type="person.created", data={"name": "Ada"})
+
+    assert json.loads(body_to_send(event))["data"] == {"name": "Ada"}
+    assert Blob.objects.count() == 0
+
+
+@mock_aws
+def test_spill_to_s3_compatible_storage(large_event, client: Client, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="sapien-blobs")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": "sapien-blobs", "location": "esl", "region_name": "us-east-1"},
+        },
+    }
+
+    reference = spilled_reference(large_event)
+
+    stored = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket="sapien-blobs")["Contents"]
+    assert [item["Key"] for item in stored] == [f"esl/blobs/{large_event.organization_id}/{large_event.id}.json"]
+    content = fetch(client, reference["uri"])
+    assert reference["checksum"] == f"sha256:{hashlib.sha256(content).hexdigest()}"
