@@ -17,4 +17,5 @@ app.autodiscover_tasks(["deliveries", "availability"])
 app.conf.beat_schedule = {
     "relay-outbox-sweep": {"task": "deliveries.relay_outbox", "schedule": 5.0},
     "deliver-due-sweep": {"task": "deliveries.sweep_due", "schedule": 1.0},
+    "availability-timers": {"task": "availability.run_timers", "schedule": 1.0},
 }

@@ -10,6 +10,7 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions
 from rest_framework.request import Request
 
+from sapien.core.signals import user_token_used
 from sapien.events.context import bind_actor
 
 
@@ -25,8 +26,9 @@ class OrganizationTokenAuthentication(OAuth2Authentication):
         if application is None:
             return None
         request.organization = application.organization  # type: ignore[attr-defined]
-        actor = user if user is not None else None
-        bind_actor(str(actor.pk) if actor is not None else application.client_id)
+        bind_actor(str(user.pk) if user is not None else application.client_id)
+        if user is not None:
+            user_token_used.send(sender=type(self), user=user, token=token)
         return user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -5,6 +5,8 @@ read it without the request being passed down.
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
@@ -44,3 +46,14 @@ def bind_actor(triggered_by: str, source: str | None = None) -> None:
 
 def clear_context() -> None:
     _current.set(None)
+
+
+@contextmanager
+def overriding(*, triggered_by: str | None, source: str) -> Iterator[EventContext]:
+    """Within the block, events name another cause (keeping the correlation id)."""
+    previous = current_context()
+    token = _current.set(replace(previous, triggered_by=triggered_by, source=source))
+    try:
+        yield current_context()
+    finally:
+        _current.reset(token)

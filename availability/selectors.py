@@ -1,0 +1,22 @@
+"""Reading availability: a user without a row yet reads as offline, never seen."""
+
+from typing import Any
+
+from availability.models import Status, UserAvailability
+from availability.services import organization_of
+from sapien.core.models import Organization, User
+
+
+def availability_of(user: User) -> UserAvailability:
+    state = UserAvailability.objects.filter(user_id=user.pk).first()
+    return state or UserAvailability(user_id=user.pk, organization_id=organization_of(user), status=Status.OFFLINE)
+
+
+def availabilities_of(organization: Organization, user_ids: list[Any]) -> list[UserAvailability]:
+    users = User.objects.filter(organization=organization, pk__in=user_ids).order_by("email")
+    states = {state.user_id: state for state in UserAvailability.objects.filter(user_id__in=[u.pk for u in users])}
+    return [
+        states.get(user.pk)
+        or UserAvailability(user_id=user.pk, organization_id=organization_of(user), status=Status.OFFLINE)
+        for user in users
+    ]

@@ -1,0 +1,12 @@
+"""Celery tasks of availability: thin and idempotent."""
+
+from typing import Any
+
+from celery import shared_task
+
+from availability.timers import run_due_timers
+
+
+@shared_task(name="availability.run_timers", ignore_result=True)
+def run_timers(**kwargs: Any) -> None:
+    run_due_timers()

@@ -1,0 +1,6 @@
+"""Signals the core sends for other apps to act on, so that core imports none of them."""
+
+from django.dispatch import Signal
+
+# Sent after a request authenticated with a token issued to a user: ``user``, ``token``.
+user_token_used = Signal()
