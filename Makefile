@@ -29,5 +29,9 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+## Benchmark the whole pipeline on loopback (with a peer and same-run limits); BENCH_ARGS="--quick" for a smoke run.
+bench: install-dev
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

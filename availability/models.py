@@ -139,7 +139,7 @@ class UserAvailability(models.Model):
     # The schedule window in force at the last evaluation ("" when none).
     schedule_status = models.CharField(max_length=16, blank=True, default="")
     # Event spacing: what was last emitted, and when the next (consolidated) event is due.
-    emitted_status = models.CharField(max_length=16, blank=True, default="")
+    emitted_status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
     emitted_message = models.CharField(max_length=256, blank=True, default="")
     emitted_expires_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,200 @@
+"""Child processes of the benchmark: started in process groups of their own, always stopped.
+
+Every process the bench starts goes through ``Proc``; ``stop_everything()`` (run
+from ``finally`` blocks, ``atexit`` and the SIGTERM handler) stops each group with
+SIGTERM, then SIGKILL. Memory comes from ``/proc/<pid>/status`` (VmHWM, VmRSS).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+_running: list[Proc] = []
+_lock = threading.Lock()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}); log:\n{proc.tail()}")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout}s")
+
+
+class Proc:
+    """A command in its own session (so its own process group), logging to a file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path, cwd: Path = ROOT) -> None:
+        self.name = name
+        self.command = command
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_dir / f"{name}.log"
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self.pid = self.popen.pid
+        with _lock:
+            _running.append(self)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def group_pids(self) -> list[int]:
+        """The leader first, then every other live process of its group."""
+        return group_members(self.pid)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # the leader may be gone while children of its group linger: kill the whole group
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+        with _lock:
+            if self in _running:
+                _running.remove(self)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def stop_everything() -> None:
+    with _lock:
+        procs = list(reversed(_running))
+    for proc in procs:
+        proc.stop(timeout=5)
+
+
+atexit.register(stop_everything)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = [pgid]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pgid:
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
+            members.append(int(entry))
+    return members
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmHWM, VmRSS) in kB; (0, 0) when the process is gone."""
+    hwm = rss = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    except OSError:
+        pass
+    return hwm, rss
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cmd_label(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    parts = [part.decode(errors="replace") for part in raw if part]
+    return " ".join(parts)[:80]
+
+
+class MemorySampler:
+    """Samples VmHWM/VmRSS of named process groups every ``interval`` seconds, in a thread."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.groups: dict[str, int] = {}  # label -> pgid
+        self.peak_kb: dict[tuple[str, int], int] = {}  # (label, pid) -> VmHWM
+        self.labels: dict[tuple[str, int], str] = {}
+        self.series: list[tuple[float, dict[str, int]]] = []  # (time, {label/pid: rss kB})
+        self.record_series = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, label: str, pgid: int) -> None:
+        self.groups[label] = pgid
+
+    def unwatch(self, label: str) -> None:
+        self.sample()
+        self.groups.pop(label, None)
+
+    def sample(self) -> None:
+        point: dict[str, int] = {}
+        for label, pgid in list(self.groups.items()):
+            for index, pid in enumerate(group_members(pgid)):
+                hwm, rss = memory_kb(pid)
+                if not hwm:
+                    continue
+                key = (label, pid)
+                self.peak_kb[key] = max(self.peak_kb.get(key, 0), hwm)
+                if key not in self.labels:
+                    self.labels[key] = "leader" if index == 0 else cmd_label(pid)
+                point[f"{label}/{pid}"] = rss
+        if self.record_series:
+            self.series.append((time.time(), point))
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                with contextlib.suppress(Exception):
+                    self.sample()
+
+        self._thread = threading.Thread(target=loop, name="memory-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)

@@ -1,0 +1,694 @@
+"""Sapien ESL benchmark: the whole pipeline on loopback, with a peer and physical limits measured in the same run.
+
+    .venv/bin/python bench/run.py [--quick] [--soak] [--broker redis|amqp|both] [--events K] [--subs M]
+    make bench BENCH_ARGS="--quick"
+
+Starts, in a temporary directory: embedded PostgreSQL and Redis (free ports), a fast
+receiver in a process of its own, and per broker Sapien's gunicorn (2 workers),
+relay, Celery worker (concurrency 2) and beat; then the ``django-webhook`` peer on
+the same database server, broker and receiver. Figures:
+
+    (a) sustained end-to-end deliveries/s: K events x M subscriptions, first write -> last receipt
+    (b) latency event timestamp -> receipt, p50/p95/p99, at 100 events/s and at 80 % of (a)'s event rate
+    (c) relay throughput (outbox rows/s) vs a raw-SQL claim-and-insert loop
+    (d) API create throughput with ESL_ENABLED=true vs false
+    (e) peak RSS of every process; with --soak, RSS growth over a 10-minute run at a moderate rate
+    limits: one keep-alive client posting to the receiver (req/s); single-row INSERTs (rows/s)
+
+A table is printed and the figures go to bench/results/<timestamp>.json. The exit
+status is non-zero when a Sapien delivery was lost (received < expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import requests  # noqa: E402
+
+from bench import procs  # noqa: E402
+from bench.loadgen import LoadResult, peer_body, person_body, run_load  # noqa: E402
+from bench.peer import PeerStack  # noqa: E402
+from bench.procs import HOST, MemorySampler, Proc, free_port, wait_port  # noqa: E402
+from bench.stack import DEFAULT_AMQP, SapienStack, Services, amqp_answers, redact  # noqa: E402
+
+PYTHON = sys.executable
+RESULTS = ROOT / "bench" / "results"
+FIXED_RATE = 100.0  # events/s for the first latency phase
+
+
+@dataclass
+class Config:
+    quick: bool
+    events: int
+    subs: int
+    threads: int
+    latency_seconds: float
+    relay_events: int
+    api_requests: int
+    limit_seconds: float
+    peer: bool
+    soak: bool
+    soak_seconds: float = 600.0
+    soak_rate: float = 50.0
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    if args.quick:
+        return Config(quick=True, events=args.events or 50, subs=args.subs or 2, threads=8, latency_seconds=5,
+                      relay_events=1000, api_requests=200, limit_seconds=2, peer=args.peer,
+                      soak=args.soak)  # fmt: skip
+    return Config(quick=False, events=args.events or 2000, subs=args.subs or 3, threads=8, latency_seconds=30,
+                  relay_events=20000, api_requests=2000, limit_seconds=5, peer=not args.no_peer,
+                  soak=args.soak)  # fmt: skip
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return round(a / b, 3)
+
+
+# --- receiver ------------------------------------------------------------------------------------
+
+
+class ReceiverClient:
+    def __init__(self, port: int) -> None:
+        self.url = f"http://{HOST}:{port}"
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def count(self) -> int:
+        return int(self.session.get(f"{self.url}/_stats", timeout=30).json()["count"])
+
+    def reset(self) -> None:
+        self.session.get(f"{self.url}/_reset", timeout=30)
+
+    def dump(self) -> list[list[Any]]:
+        records: list[list[Any]] = self.session.get(f"{self.url}/_dump?clear=1", timeout=120).json()
+        return records
+
+    def wait_for(self, expected: int, timeout: float, stall: float = 30.0) -> int:
+        """Polls until ``expected`` requests arrived, nothing arrived for ``stall`` s, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last, last_change = -1, time.monotonic()
+        count = 0
+        while time.monotonic() < deadline:
+            count = self.count()
+            if count >= expected:
+                return count
+            if count != last:
+                last, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > stall:
+                break
+            time.sleep(0.05)
+        return count
+
+
+def analyze(records: list[list[Any]], *, expected: int, start: float) -> dict[str, Any]:
+    keys = [record[1] for record in records]
+    unique = len(set(keys))
+    latencies = [record[0] - record[3] for record in records if record[3] is not None]
+    last = max((record[0] for record in records), default=start)
+    return {
+        "expected": expected,
+        "received": len(records),
+        "unique": unique,
+        "duplicates": len(records) - unique,
+        "missing": max(expected - unique, 0),
+        "first_write": start,
+        "last_receipt": last,
+        "seconds": last - start,
+        "deliveries_per_s": unique / (last - start) if last > start else None,
+        "latency_ms": {
+            "p50": ms(pct(latencies, 0.50)), "p95": ms(pct(latencies, 0.95)), "p99": ms(pct(latencies, 0.99)),
+            "max": ms(max(latencies) if latencies else None), "n": len(latencies),
+        },
+    }  # fmt: skip
+
+
+def load_summary(result: LoadResult) -> dict[str, Any]:
+    return {
+        "sent": result.sent,
+        "ok": result.ok,
+        "errors": len(result.errors),
+        "first_errors": result.errors[:3],
+        "seconds": round(result.seconds, 3),
+        "req_per_s": round(result.rate, 1),
+        "p50_ms": ms(pct(result.latencies, 0.5)),
+        "p99_ms": ms(pct(result.latencies, 0.99)),
+        "max_lag_s": round(result.max_lag, 3),
+    }
+
+
+def drain_timeout(expected: int) -> float:
+    return min(60 + expected / 50, 900)
+
+
+def delivery_phase(
+    receiver: ReceiverClient, url: str, token: str | None, body: Any, subs: int, *, count: int, threads: int,
+    rate: float | None = None, max_seconds: float = 600,
+) -> dict[str, Any]:  # fmt: skip
+    """Writes ``count`` entities (closed loop, or open loop at ``rate``) and waits for every delivery."""
+    receiver.reset()
+    load = run_load(url, token, body, count=count, threads=threads, rate=rate, max_seconds=max_seconds)
+    expected = load.ok * subs
+    receiver.wait_for(expected, drain_timeout(expected))
+    out = analyze(receiver.dump(), expected=expected, start=load.first_start)
+    out["load"] = load_summary(load)
+    out["events"] = load.ok
+    out["events_per_s"] = out["deliveries_per_s"] / subs if out["deliveries_per_s"] else None
+    out["target_rate"] = rate
+    out["achieved_rate"] = round(load.ok / load.seconds, 1) if rate else None
+    return out
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+def run_json(command: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command[:3])} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure_limits(cfg: Config, services: Services, receiver_port: int, receiver: ReceiverClient) -> dict[str, Any]:
+    limits_py = str(ROOT / "bench" / "limits.py")
+    seconds = str(cfg.limit_seconds)
+    receiver.reset()
+    http = run_json([PYTHON, limits_py, "http", "--port", str(receiver_port), "--seconds", seconds], 120)
+    receiver.reset()
+    services.create_database("bench_limits")
+    url = services.pg_url("bench_limits")
+    pg1 = run_json([PYTHON, limits_py, "pg", "--url", url, "--seconds", seconds, "--conns", "1"], 120)
+    pg8 = run_json([PYTHON, limits_py, "pg", "--url", url, "--seconds", seconds, "--conns", "8"], 120)
+    return {"http_keepalive_1conn": http, "pg_insert_1conn": pg1, "pg_insert_8conn": pg8}
+
+
+# --- Sapien ----------------------------------------------------------------------------------------
+
+ENVELOPE = json.dumps(
+    {"id": "00000000-0000-0000-0000-000000000000", "type": "person.created", "version": "1.0",
+     "timestamp": "2024-01-15T14:32:00.000Z", "organization_id": "", "data": {"name": "Bench", "notes": "x" * 600},
+     "metadata": {"correlation_id": "bench", "triggered_by": "bench", "source": "api"}},
+    separators=(",", ":"),
+)  # fmt: skip
+
+
+def sapien_run(
+    cfg: Config, services: Services, broker: str, work: Path, sampler: MemorySampler, receiver: ReceiverClient,
+    receiver_url: str,
+) -> dict[str, Any]:  # fmt: skip
+    out: dict[str, Any] = {"broker": redact(services.broker_url(broker))}
+    database = f"sapien_{broker}"
+    services.create_database(database)
+    stack = SapienStack(services, broker, work, sampler)
+    stack.env["DATABASE_URL"] = services.pg_url(database)
+    db_url = services.pg_url(database)
+    log(f"[{broker}] migrating {database}")
+    stack.migrate()
+    stack.start()
+    try:
+        tenant = stack.side("tenant", "--name", f"bench-{broker}-a", "--subs", str(cfg.subs), "--callback",
+                            f"{receiver_url}/sapien")  # fmt: skip
+        token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
+        api = f"{stack.base_url}/api/persons"
+        log(f"[{broker}] warm-up")
+        warm = delivery_phase(receiver, api, token, person_body("warm"), cfg.subs, count=40, threads=cfg.threads)
+        out["warmup_missing"] = warm["missing"]
+
+        log(f"[{broker}] (a) {cfg.events} events x {cfg.subs} subscriptions, {cfg.threads} client threads")
+        a = delivery_phase(receiver, api, token, person_body(f"a-{broker}"), cfg.subs, count=cfg.events,
+                           threads=cfg.threads)  # fmt: skip
+        out["a_sustained"] = a
+        log(f"    {fmt(a['deliveries_per_s'])} deliveries/s, missing {a['missing']}")
+
+        out["b_latency"] = []
+        event_rate = a["events_per_s"] or 10.0
+        for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):
+            count = max(int(rate * cfg.latency_seconds), 1)
+            log(f"[{broker}] (b) latency at {rate} events/s for {cfg.latency_seconds:.0f} s")
+            b = delivery_phase(receiver, api, token, person_body(f"b-{broker}-{rate}"), cfg.subs, count=count,
+                               threads=cfg.threads, rate=rate, max_seconds=cfg.latency_seconds + 60)  # fmt: skip
+            b["label"] = label
+            out["b_latency"].append(b)
+            log(f"    p50/p95/p99 {b['latency_ms']['p50']}/{b['latency_ms']['p95']}/{b['latency_ms']['p99']} ms, "
+                f"achieved {b['achieved_rate']}/s, missing {b['missing']}")  # fmt: skip
+
+        out["d_api"] = api_on_off(cfg, stack, receiver_url, broker)
+        out["c_relay"] = relay_phase(cfg, stack, db_url, broker)
+
+        if cfg.soak:
+            out["soak"] = soak_phase(cfg, stack, receiver, api, token, sampler, broker)
+        dead = stack.check_alive()
+        if dead:
+            out["exited_processes"] = dead
+    finally:
+        stack.stop()
+    return out
+
+
+def api_on_off(cfg: Config, stack: SapienStack, receiver_url: str, broker: str) -> dict[str, Any]:
+    """API create req/s, closed loop, for an organization without subscriptions: the write path's cost only."""
+    tenant = stack.side("tenant", "--name", f"bench-{broker}-d", "--subs", "0", "--callback", f"{receiver_url}/x")
+    token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
+    api = f"{stack.base_url}/api/persons"
+    runs: dict[str, Any] = {}
+    for label, enabled in (("on", "true"), ("off", "false"), ("on2", "true")):
+        stack.stop("web")
+        stack.start("web", ESL_ENABLED=enabled)
+        run_load(api, token, person_body(f"dw-{label}"), count=40, threads=cfg.threads)  # warm-up
+        result = run_load(api, token, person_body(f"d-{label}"), count=cfg.api_requests, threads=cfg.threads)
+        runs[label] = load_summary(result)
+        log(f"[{broker}] (d) ESL_ENABLED={enabled}: {result.rate:.0f} creates/s ({len(result.errors)} errors)")
+    on = (runs["on"]["req_per_s"] + runs["on2"]["req_per_s"]) / 2
+    return {"runs": runs, "on_req_per_s": on, "off_req_per_s": runs["off"]["req_per_s"],
+            "ratio_on_off": ratio(on, runs["off"]["req_per_s"])}  # fmt: skip
+
+
+def relay_phase(cfg: Config, stack: SapienStack, db_url: str, broker: str) -> dict[str, Any]:
+    """Relay stopped; N events straight into the outbox; time relay_pending; compare with raw SQL."""
+    n = cfg.relay_events
+    tenant = stack.side("tenant", "--name", f"bench-{broker}-c", "--subs", str(cfg.subs), "--callback",
+                        "http://127.0.0.1:9/never")  # fmt: skip
+    org = str(tenant["organization_id"])
+    stack.stop("beat", "relay", "worker")  # beat's relay sweep and the worker would race the probe
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM events_event WHERE relayed_at IS NULL").fetchone()
+            leftover = row[0] if row else 0
+            conn.execute(
+                "INSERT INTO events_event (id, organization_id, type, body, created_at, relayed_at, recipient_id)"
+                " SELECT gen_random_uuid(), %s, 'person.created', %s, clock_timestamp(), NULL, NULL"
+                " FROM generate_series(1, %s)",
+                (org, ENVELOPE, n),
+            )
+            conn.execute("ANALYZE events_event")
+        log(f"[{broker}] (c) relay_pending over {n} outbox rows x {cfg.subs} subscriptions")
+        probe = stack.side("relay-probe")
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM deliveries_delivery WHERE organization_id = %s", (org,))
+            conn.execute("DELETE FROM events_event WHERE organization_id = %s", (org,))
+    finally:
+        stack.start("relay", "worker", "beat")
+    baseline = run_json([PYTHON, str(ROOT / "bench" / "limits.py"), "relay-sql", "--url", db_url, "--events", str(n),
+                         "--subs", str(cfg.subs), "--batch", str(probe["batch_size"])], 600)  # fmt: skip
+    sapien_rate = probe["events"] / probe["seconds"]
+    base_rate = baseline["events"] / baseline["seconds"]
+    log(f"    relay {sapien_rate:.0f} events/s vs raw SQL {base_rate:.0f} events/s")
+    return {
+        "events": n, "leftover_before": leftover, "probe": probe, "baseline": baseline,
+        "events_per_s": sapien_rate, "deliveries_per_s": probe["deliveries"] / probe["seconds"],
+        "baseline_events_per_s": base_rate, "baseline_deliveries_per_s": baseline["deliveries"] / baseline["seconds"],
+        "ratio_to_baseline": ratio(sapien_rate, base_rate),
+    }  # fmt: skip
+
+
+def soak_phase(
+    cfg: Config, stack: SapienStack, receiver: ReceiverClient, api: str, token: str, sampler: MemorySampler,
+    broker: str,
+) -> dict[str, Any]:  # fmt: skip
+    count = int(cfg.soak_rate * cfg.soak_seconds)
+    log(f"[{broker}] (e) soak: {cfg.soak_rate:.0f} events/s for {cfg.soak_seconds:.0f} s")
+    receiver.reset()
+    sampler.series = []
+    sampler.record_series = True
+    holder: dict[str, LoadResult] = {}
+
+    def load() -> None:
+        holder["load"] = run_load(api, token, person_body(f"soak-{broker}"), count=count, threads=cfg.threads,
+                                  rate=cfg.soak_rate, max_seconds=cfg.soak_seconds + 60)  # fmt: skip
+
+    thread = threading.Thread(target=load, daemon=True)
+    started = time.time()
+    thread.start()
+    records: list[list[Any]] = []
+    latencies: list[float] = []
+    seen: set[str] = set()
+    received = 0
+
+    def absorb(batch: list[list[Any]]) -> None:
+        nonlocal received
+        received += len(batch)
+        for record in batch:
+            seen.add(record[1])
+            if record[3] is not None:
+                latencies.append(record[0] - record[3])
+
+    deadline = time.monotonic() + cfg.soak_seconds + 120
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(30)
+        absorb(receiver.dump())  # keeps the receiver's memory flat
+    thread.join(5)
+    result = holder.get("load")
+    expected = (result.ok if result else 0) * cfg.subs
+    receiver.wait_for(expected - len(seen), drain_timeout(expected))
+    absorb(receiver.dump())
+    sampler.record_series = False
+    growth = rss_growth(sampler.series, started + 60)
+    del records
+    missing = max(expected - len(seen), 0)
+    log(f"    soak: {len(seen)}/{expected} delivered, missing {missing}")
+    return {
+        "rate": cfg.soak_rate, "seconds": cfg.soak_seconds, "expected": expected, "unique": len(seen),
+        "duplicates": received - len(seen), "missing": missing,
+        "latency_ms": {"p50": ms(pct(latencies, 0.5)), "p95": ms(pct(latencies, 0.95)),
+                       "p99": ms(pct(latencies, 0.99))},
+        "load": load_summary(result) if result else None, "rss_growth": growth,
+    }  # fmt: skip
+
+
+def rss_growth(series: list[tuple[float, dict[str, int]]], after: float) -> dict[str, Any]:
+    """RSS per process after the first minute vs at the end (MB and %)."""
+    warm = next((point for moment, point in series if moment >= after), None)
+    if warm is None or not series:
+        return {}
+    end = series[-1][1]
+    out = {}
+    for key, start_kb in warm.items():
+        if key in end and start_kb:
+            out[key] = {"after_1min_mb": round(start_kb / 1024, 1), "end_mb": round(end[key] / 1024, 1),
+                        "growth_pct": round(100 * (end[key] - start_kb) / start_kb, 1)}  # fmt: skip
+    return out
+
+
+# --- peer ----------------------------------------------------------------------------------------
+
+
+def peer_run(
+    cfg: Config, services: Services, broker: str, work: Path, sampler: MemorySampler, receiver: ReceiverClient,
+    receiver_url: str,
+) -> dict[str, Any]:  # fmt: skip
+    out: dict[str, Any] = {"package": "django-webhook 0.0.15"}
+    database = f"peer_{broker}"
+    services.create_database(database)
+    log(f"[{broker}] peer: django-webhook (venv bench/.peer-venv)")
+    peer = PeerStack(work, services.pg_url(database), services.broker_url(broker, redis_db=1), broker, sampler)
+    peer.prepare(f"{receiver_url}/peer", cfg.subs)
+    peer.start()
+    try:
+        api = f"{peer.base_url}/persons"
+        warm = delivery_phase(receiver, api, None, peer_body(f"pw-{broker}"), cfg.subs, count=40, threads=cfg.threads)
+        out["warmup_missing"] = warm["missing"]
+        log(f"[{broker}] peer (a) {cfg.events} saves x {cfg.subs} webhooks")
+        a = delivery_phase(receiver, api, None, peer_body(f"pa-{broker}"), cfg.subs, count=cfg.events,
+                           threads=cfg.threads)  # fmt: skip
+        out["a_sustained"] = a
+        log(f"    {fmt(a['deliveries_per_s'])} deliveries/s, missing {a['missing']}")
+        out["b_latency"] = []
+        event_rate = a["events_per_s"] or 10.0
+        for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):
+            count = max(int(rate * cfg.latency_seconds), 1)
+            log(f"[{broker}] peer (b) latency at {rate} events/s")
+            b = delivery_phase(receiver, api, None, peer_body(f"pb-{broker}-{rate}"), cfg.subs, count=count,
+                               threads=cfg.threads, rate=rate, max_seconds=cfg.latency_seconds + 60)  # fmt: skip
+            b["label"] = label
+            out["b_latency"].append(b)
+            log(f"    p50/p95/p99 {b['latency_ms']['p50']}/{b['latency_ms']['p95']}/{b['latency_ms']['p99']} ms, "
+                f"missing {b['missing']}")  # fmt: skip
+        dead = peer.check_alive()
+        if dead:
+            out["exited_processes"] = dead
+    finally:
+        peer.stop()
+    return out
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def fx(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(header, widths, strict=True)))
+    print("  " + "  ".join("-" * width for width in widths))
+    for row in rows:
+        print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def report(results: dict[str, Any]) -> None:
+    limits = results.get("limits", {})
+    http = limits.get("http_keepalive_1conn", {})
+    pg1, pg8 = limits.get("pg_insert_1conn", {}), limits.get("pg_insert_8conn", {})
+    table("Physical limits (same run)", ["probe", "rate", "p50"], [
+        ["HTTP POST, 1 keep-alive conn (http.client) -> receiver", f"{fmt(http.get('rps'))} req/s",
+         f"{fmt(http.get('p50_ms'), 3)} ms"],
+        ["PG single-row INSERT, 1 conn, autocommit", f"{fmt(pg1.get('rows_per_s'))} rows/s",
+         f"{fmt(pg1.get('p50_ms'), 3)} ms"],
+        ["PG single-row INSERT, 8 conns, autocommit", f"{fmt(pg8.get('rows_per_s'))} rows/s",
+         f"{fmt(pg8.get('p50_ms'), 3)} ms"],
+    ])  # fmt: skip
+    for broker, run in results.get("brokers", {}).items():
+        sapien, peer = run.get("sapien") or {}, run.get("peer") or {}
+        if "error" in sapien:
+            print(f"\n[{broker}] Sapien run failed: {sapien['error']}")
+            continue
+        a, pa = sapien.get("a_sustained", {}), peer.get("a_sustained", {})
+        sa_rate, pa_rate = a.get("deliveries_per_s"), pa.get("deliveries_per_s")
+        table(f"[{broker}] (a) sustained end-to-end, {a.get('events')} events x {results['config']['subs']} subs", [
+            "system", "deliveries/s", "events/s", "API writes/s", "missing", "dups", "vs peer", "vs HTTP limit"], [
+            ["Sapien", fmt(sa_rate), fmt(a.get("events_per_s")), fmt(a.get("load", {}).get("req_per_s")),
+             fmt(a.get("missing")), fmt(a.get("duplicates")), fx(ratio(sa_rate, pa_rate)),
+             fx(ratio(sa_rate, http.get("rps")))],
+            ["django-webhook", fmt(pa_rate), fmt(pa.get("events_per_s")), fmt(pa.get("load", {}).get("req_per_s")),
+             fmt(pa.get("missing")), fmt(pa.get("duplicates")), "1.00x" if pa else "-",
+             fx(ratio(pa_rate, http.get("rps")))],
+        ])  # fmt: skip
+        rows = []
+        for who, phases in (("Sapien", sapien.get("b_latency", [])), ("django-webhook", peer.get("b_latency", []))):
+            for index, phase in enumerate(phases):
+                lat = phase["latency_ms"]
+                other = (peer if who == "Sapien" else {}).get("b_latency", [])
+                peer_p99 = other[index]["latency_ms"]["p99"] if index < len(other) else None
+                rows.append([who, f"{phase['label']} = {fmt(phase['target_rate'], 1)}/s",
+                             fmt(phase.get("achieved_rate"), 1), fmt(lat["p50"], 1), fmt(lat["p95"], 1),
+                             fmt(lat["p99"], 1), fmt(lat["max"], 1), fmt(phase["missing"]),
+                             fx(ratio(lat["p99"], peer_p99)), fx(ratio(lat["p50"], http.get("p50_ms")))])  # fmt: skip
+        table(f"[{broker}] (b) latency event timestamp -> receipt (ms)", [
+            "system", "rate", "achieved/s", "p50", "p95", "p99", "max", "missing", "p99 vs peer",
+            "p50 vs 1 HTTP round trip"], rows)  # fmt: skip
+        c = sapien.get("c_relay", {})
+        if c:
+            table(f"[{broker}] (c) relay, {c['events']} outbox rows x {results['config']['subs']} subs", [
+                "relay", "events/s", "delivery rows/s", "vs raw SQL", "vs peer"], [
+                ["Sapien relay_pending", fmt(c["events_per_s"]), fmt(c["deliveries_per_s"]),
+                 fx(c["ratio_to_baseline"]), "n/a (peer has no outbox)"],
+                ["raw SQL DELETE..SKIP LOCKED -> INSERT", fmt(c["baseline_events_per_s"]),
+                 fmt(c["baseline_deliveries_per_s"]), "1.00x", ""],
+            ])  # fmt: skip
+        d = sapien.get("d_api", {})
+        if d:
+            table(f"[{broker}] (d) API create, closed loop, {results['config']['threads']} threads, no subscriptions", [
+                "ESL_ENABLED", "creates/s", "p50 ms", "p99 ms", "vs off", "vs PG INSERT 8 conns"],
+                [[label, fmt(run_["req_per_s"]), fmt(run_["p50_ms"], 1), fmt(run_["p99_ms"], 1),
+                  fx(ratio(run_["req_per_s"], d["off_req_per_s"])), fx(ratio(run_["req_per_s"], pg8.get("rows_per_s")))]
+                 for label, run_ in d["runs"].items()])  # fmt: skip
+            print(f"  ratio on/off (mean of both 'on' runs): {fx(d['ratio_on_off'])}")
+        if peer.get("error"):
+            print(f"\n[{broker}] peer: {peer['error']}")
+        soak = sapien.get("soak")
+        if soak:
+            print(f"\n[{broker}] (e) soak {soak['rate']:.0f} events/s x {soak['seconds']:.0f} s: "
+                  f"{soak['unique']}/{soak['expected']} delivered, missing {soak['missing']}, "
+                  f"p50/p99 {soak['latency_ms']['p50']}/{soak['latency_ms']['p99']} ms")  # fmt: skip
+            table("  RSS growth, after 1 min -> end", ["process", "MB after 1 min", "MB at end", "growth"], [
+                [key, fmt(value["after_1min_mb"], 1), fmt(value["end_mb"], 1), f"{value['growth_pct']:+.1f}%"]
+                for key, value in soak["rss_growth"].items()])  # fmt: skip
+    rss = results.get("rss", [])
+    if rss:
+        table(
+            "(e) peak RSS per process (VmHWM)",
+            ["group", "pid", "process", "peak MB"],
+            [[row["group"], str(row["pid"]), row["process"][:60], fmt(row["peak_mb"], 1)] for row in rss],
+        )
+    print(f"\nAll processes: {results.get('totals', {})}")
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def environment(services: Services) -> dict[str, Any]:
+    with psycopg.connect(services.pg_url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT version()").fetchone()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True, check=False)  # fmt: skip
+    return {
+        "python": platform.python_version(), "machine": platform.platform(), "cpus": os.cpu_count(),
+        "postgres": row[0] if row else None, "git_commit": commit.stdout.strip(),
+        "git_dirty_files": len(dirty.stdout.splitlines()),
+        "esl_env": {key: value for key, value in os.environ.items() if key.startswith("ESL_")},
+    }  # fmt: skip
+
+
+def rss_rows(sampler: MemorySampler) -> list[dict[str, Any]]:
+    return [
+        {"group": label, "pid": pid, "process": sampler.labels.get((label, pid), ""), "peak_mb": round(kb / 1024, 1)}
+        for (label, pid), kb in sorted(sampler.peak_kb.items())
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny numbers, redis only, no peer")
+    parser.add_argument("--soak", action="store_true", help="add a 10-minute soak at a moderate rate")
+    parser.add_argument("--broker", choices=["redis", "amqp", "both"], help="default: both (redis with --quick)")
+    parser.add_argument("--events", type=int, help="K events for (a) (default 2000; 50 with --quick)")
+    parser.add_argument("--subs", type=int, help="M subscriptions (default 3; 2 with --quick)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the django-webhook peer")
+    parser.add_argument("--peer", action="store_true", help="run the peer even with --quick")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
+    args = parser.parse_args(argv)
+    cfg = build_config(args)
+    amqp_url = os.environ.get("ESL_BENCH_AMQP_URL", DEFAULT_AMQP)
+    broker_choice = args.broker or ("redis" if cfg.quick else "both")
+    brokers = ["redis", "amqp"] if broker_choice == "both" else [broker_choice]
+    notes: list[str] = []
+    if "amqp" in brokers and not amqp_answers(amqp_url):
+        if broker_choice == "amqp":
+            log(f"RabbitMQ does not answer at {redact(amqp_url)}")
+            return 2
+        brokers.remove("amqp")
+        notes.append(f"RabbitMQ did not answer at {redact(amqp_url)}: amqp runs skipped")
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks below
+    work = Path(tempfile.mkdtemp(prefix="sapien-bench-"))
+    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
+    started_at = datetime.now(UTC)
+    results: dict[str, Any] = {"started_at": started_at.isoformat(), "config": vars(cfg) | {"brokers": brokers},
+                               "brokers": {}, "notes": notes}  # fmt: skip
+    sampler = MemorySampler(interval=1.0 if not cfg.soak else 5.0)
+    services: Services | None = None
+    failed = False
+    t0 = time.monotonic()
+    try:
+        sampler.start()
+        receiver_port = free_port()
+        receiver_proc = Proc("receiver", [PYTHON, str(ROOT / "bench" / "receiver.py"), "--port", str(receiver_port)],
+                             dict(os.environ), work)  # fmt: skip
+        wait_port(receiver_port, 30, receiver_proc)
+        sampler.watch("receiver", receiver_proc.pid)
+        receiver = ReceiverClient(receiver_port)
+        receiver_url = f"http://{HOST}:{receiver_port}"
+        log(f"work dir {work}; starting embedded PostgreSQL and Redis")
+        services = Services(work / "services", amqp_url if "amqp" in brokers else None)
+        services.watch(sampler)
+        results["environment"] = environment(services)
+        log("physical limits")
+        results["limits"] = measure_limits(cfg, services, receiver_port, receiver)
+        for broker in brokers:
+            entry: dict[str, Any] = {}
+            results["brokers"][broker] = entry
+            try:
+                entry["sapien"] = sapien_run(cfg, services, broker, work, sampler, receiver, receiver_url)
+            except Exception as exc:
+                failed = True
+                entry["sapien"] = {"error": f"{type(exc).__name__}: {exc}"}
+                log(traceback.format_exc())
+            if cfg.peer:
+                try:
+                    entry["peer"] = peer_run(cfg, services, broker, work, sampler, receiver, receiver_url)
+                except Exception as exc:
+                    entry["peer"] = {"error": f"django-webhook could not be run: {type(exc).__name__}: {exc}"}
+                    log(traceback.format_exc())
+        sampler.sample()
+        results["rss"] = rss_rows(sampler)
+        results["totals"] = {"wall_seconds": round(time.monotonic() - t0, 1)}
+    except BaseException as exc:
+        failed = True
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            log(traceback.format_exc())
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            log("interrupted; stopping everything")
+    finally:
+        sampler.stop()
+        procs.stop_everything()
+        if services is not None:
+            services.close()
+        if args.keep or failed:
+            log(f"kept {work} (logs in {work}/logs)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}{'-quick' if cfg.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    if "error" not in results:
+        report(results)
+    missing = lost_deliveries(results)
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    for note in notes:
+        print(f"note: {note}")
+    if failed or "error" in results:
+        print(f"FAILED: {results.get('error') or 'a Sapien run failed (see above)'}")
+        return 1
+    if missing:
+        print(f"LOST: {missing} Sapien deliveries missing")
+        return 1
+    print("0 missing")
+    return 0
+
+
+def lost_deliveries(results: dict[str, Any]) -> int:
+    total = 0
+    for run in results.get("brokers", {}).values():
+        sapien = run.get("sapien") or {}
+        phases = [sapien.get("a_sustained") or {}, *(sapien.get("b_latency") or []), sapien.get("soak") or {}]
+        total += sum(int(phase.get("missing", 0)) for phase in phases) + int(sapien.get("warmup_missing", 0))
+    return total
+
+
+if __name__ == "__main__":
+    sys.exit(main())
