@@ -8,6 +8,7 @@ token. Many workers may run this at once; ``SKIP LOCKED`` keeps them apart.
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sapien import __version__
 from sapien.core.tiers import limits_for
 from sapien.events.models import Event
 from subscriptions.models import Subscription
+from subscriptions.services import subscription_health_record
 from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
 
 CLAIM_SQL = """
@@ -45,7 +47,7 @@ WITH due AS (
 )
 SELECT c.id, c.attempt_count,
        e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
-       s.id, s.callback_url, s.secret, s.active, o.tier
+       s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at
 FROM claimed c
 JOIN events_event e ON e.id = c.event_id
 JOIN subscriptions_subscription s ON s.id = c.subscription_id
@@ -61,6 +63,7 @@ FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(next)s::timestamptz[], %(co
             %(errors)s::text[], %(completed)s::timestamptz[])
      AS v(id, status, next_attempt_at, status_code, error, completed_at)
 WHERE d.id = v.id AND d.claim_token = %(token)s
+RETURNING d.id
 """
 
 
@@ -98,14 +101,14 @@ def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
         rows = cursor.fetchall()
     claimed = []
     for (delivery_id, attempt, event_id, event_type, body, organization_id, created_at, recipient_id,
-         subscription_id, callback_url, secret, active, tier) in rows:  # fmt: skip
+         subscription_id, callback_url, secret, active, tier, previous_secret, previous_expires) in rows:  # fmt: skip
         event = Event(
             id=event_id, type=event_type, body=body, organization_id=organization_id,
             created_at=created_at, recipient_id=recipient_id,
         )  # fmt: skip
         subscription = Subscription(
             id=subscription_id, organization_id=organization_id, callback_url=callback_url, secret=secret,
-            active=active,
+            active=active, previous_secret=previous_secret, previous_secret_expires_at=previous_expires,
         )  # fmt: skip
         claimed.append(
             ClaimedDelivery(id=delivery_id, attempt=attempt, event=event, subscription=subscription, tier=tier)
@@ -128,7 +131,10 @@ def build_request(delivery: ClaimedDelivery, body: bytes) -> DeliveryRequest:
         "webhook-id": str(event.id),
         "webhook-timestamp": str(timestamp),
         "webhook-signature": standard_webhooks_signature(
-            secrets=[subscription.secret], message_id=str(event.id), timestamp=timestamp, body=body
+            secrets=subscription.signing_secrets(timezone.now()),
+            message_id=str(event.id),
+            timestamp=timestamp,
+            body=body,
         ),
     }
     return DeliveryRequest(url=subscription.callback_url, body=body, headers=headers)
@@ -222,15 +228,22 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
                     "completed": [None if outcome.status == DeliveryStatus.PENDING else now for outcome in outcomes],
                 },
             )
+            applied = {row[0] for row in cursor.fetchall()}
+        recorded = [outcome for outcome in outcomes if outcome.delivery.id in applied]
         gone = {
             outcome.delivery.subscription.id
-            for outcome in outcomes
+            for outcome in recorded
             if outcome.result is not None and retry.deactivates_subscription(outcome.result.status_code)
         }
         if gone:
             Subscription.objects.filter(id__in=gone).update(
-                active=False, disabled_reason="The receiver answered 410 Gone.", updated_at=now
+                active=False, disabled_reason="The receiver answered 410 Gone.", disabled_at=now, updated_at=now
             )
+        succeeded = {o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.SUCCEEDED}
+        failed = Counter(
+            o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None
+        )
+        subscription_health_record(succeeded=succeeded, failed=failed, now=now)
 
 
 def deliver_due(*, batch_size: int, max_seconds: float) -> int:

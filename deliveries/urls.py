@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from deliveries.views import BlobView, DeliveryDetailView, DeliveryListView, RedeliverView
+from deliveries.views import BlobView, DeliveryDetailView, DeliveryListView, RedeliverView, ReplayView
 
 UUID = "[0-9a-fA-F-]{36}"
 
@@ -11,5 +11,6 @@ urlpatterns = [
             DeliveryDetailView.as_view(), name="delivery-detail"),
     re_path(rf"^subscriptions/(?P<subscription_id>{UUID})/deliveries/(?P<delivery_id>{UUID})/redeliver/?$",
             RedeliverView.as_view(), name="delivery-redeliver"),
+    re_path(rf"^subscriptions/(?P<subscription_id>{UUID})/replay/?$", ReplayView.as_view(), name="subscription-replay"),
     path("blobs/<uuid:blob_id>", BlobView.as_view(), name="blob-detail"),
 ]  # fmt: skip

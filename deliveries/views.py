@@ -2,8 +2,9 @@ from typing import Any
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -12,7 +13,8 @@ from rest_framework.views import APIView
 
 from deliveries.blobs import is_valid_blob_signature, open_blob
 from deliveries.filters import DeliveryFilter
-from deliveries.models import Blob, Delivery
+from deliveries.models import Blob, Delivery, DeliveryStatus
+from deliveries.replay import replay
 from deliveries.selectors import deliveries_of
 from deliveries.serializers import DeliverySerializer
 from deliveries.services import delivery_redeliver
@@ -79,3 +81,36 @@ class BlobView(APIView):
         response = HttpResponse(open_blob(blob), content_type="application/json")
         response["X-Checksum"] = blob.checksum
         return response
+
+
+class ReplaySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField(required=False)
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
+    dry_run = serializers.BooleanField(default=False)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        data.setdefault("until", timezone.now())
+        if data["since"] >= data["until"]:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return data
+
+
+class ReplayView(SubscriptionDeliveriesMixin, generics.GenericAPIView):  # type: ignore[type-arg]
+    """Redeliver every event of a time range still within retention; ``dry_run`` only counts them."""
+
+    serializer_class = ReplaySerializer
+    write_scope = "events:admin"
+
+    @extend_schema(request=ReplaySerializer, responses={200: dict, 202: dict})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        subscription = self.get_subscription()
+        serializer = ReplaySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = replay(
+            subscription=subscription, since=data["since"], until=data["until"], status=data.get("status"),
+            dry_run=data["dry_run"],
+        )  # fmt: skip
+        body = {"events": result.events, "dry_run": result.dry_run, "since": data["since"], "until": data["until"]}
+        return Response(body, status=status.HTTP_200_OK if result.dry_run else status.HTTP_202_ACCEPTED)

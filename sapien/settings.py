@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "sapien.core.middleware.AdminEventContextMiddleware",
+    "sapien.core.middleware.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "sapien.urls"
@@ -107,6 +108,15 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Request throttling counts in this cache: Redis shares the counts between processes.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env_str("CACHE_URL", "")}
+        if env_str("CACHE_URL", "").startswith("redis")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 AUTH_USER_MODEL = "core.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
@@ -136,6 +146,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "sapien.core.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["sapien.core.throttling.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"client": env_str("API_THROTTLE_RATE", "6000/min")},
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -222,6 +234,9 @@ ESL_SIGNATURE_ALGORITHM = env_str("ESL_SIGNATURE_ALGORITHM", "sha256")
 ESL_RETENTION_HOURS = env_int("ESL_RETENTION_HOURS", 24)
 ESL_ALLOW_PRIVATE_CALLBACKS = env_bool("ESL_ALLOW_PRIVATE_CALLBACKS", False)
 ESL_SECRET_ROTATION_GRACE = env_int("ESL_SECRET_ROTATION_GRACE", 86400)
+# A subscription is disabled after this many deliveries failed in a row, failing for at least this long.
+ESL_DISABLE_AFTER_FAILURES = env_int("ESL_DISABLE_AFTER_FAILURES", 20)
+ESL_DISABLE_AFTER_SECONDS = env_int("ESL_DISABLE_AFTER_SECONDS", 86400)
 ESL_CONNECT_TIMEOUT = float(env_str("ESL_CONNECT_TIMEOUT", "5"))
 ESL_READ_TIMEOUT = float(env_str("ESL_READ_TIMEOUT", "10"))
 ESL_PUBLIC_URL = env_str("ESL_PUBLIC_URL", "http://localhost:8080").rstrip("/")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("subscriptions.urls")),
     path("api/v1/", include("deliveries.urls")),
     path("api/v1/", include("availability.urls")),
+    path("api/v1/", include("sapien.events.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

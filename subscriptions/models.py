@@ -1,6 +1,7 @@
 """Who wants which events, where, and with which secret."""
 
 import uuid
+from datetime import datetime
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -16,9 +17,16 @@ class Subscription(models.Model):
     events = ArrayField(models.CharField(max_length=64))
     # The HMAC key: needed in clear to sign, so it is write-only in the API and masked in the admin.
     secret = models.CharField(max_length=256)
+    # During a rotation the previous secret still signs, until it expires.
+    previous_secret = models.CharField(max_length=256, blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     active = models.BooleanField(default=True)
     description = models.CharField(max_length=500, blank=True, default="")
     disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # Deliveries that ended failed in a row, and since when: the automatic disabling counts them.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -28,3 +36,9 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.callback_url} ({', '.join(self.events)})"
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets to sign with: the current one, and the previous one during its grace period."""
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]

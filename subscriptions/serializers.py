@@ -14,9 +14,13 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         model = Subscription
         fields = [
             "id", "callback_url", "events", "secret", "active", "description",
-            "disabled_reason", "created_at", "updated_at",
+            "disabled_reason", "disabled_at", "consecutive_failures", "previous_secret_expires_at",
+            "created_at", "updated_at",
         ]  # fmt: skip
-        read_only_fields = ["id", "disabled_reason", "created_at", "updated_at"]
+        read_only_fields = [
+            "id", "disabled_reason", "disabled_at", "consecutive_failures", "previous_secret_expires_at",
+            "created_at", "updated_at",
+        ]  # fmt: skip
 
     def validate_events(self, value: list[str]) -> list[str]:
         unknown = [pattern for pattern in value if not is_valid_pattern(pattern)]
@@ -37,3 +41,12 @@ class CreatedSubscriptionSerializer(SubscriptionSerializer):
 class PingSerializer(serializers.Serializer):  # type: ignore[type-arg]
     event_id = serializers.UUIDField()
     type = serializers.CharField()
+
+
+class RotateSecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    secret = serializers.CharField(required=False, min_length=16, max_length=256)
+
+
+class RotatedSecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    secret = serializers.CharField()
+    previous_secret_expires_at = serializers.DateTimeField()

@@ -1,14 +1,21 @@
 """Creating, changing and deleting subscriptions, within the tier's limits."""
 
 import secrets
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from sapien.core.errors import ApplicationError, LimitExceeded
 from sapien.core.models import Organization
 from sapien.core.tiers import limits_for
 from sapien.events.outbox import record_event
+from sapien.events.selectors import count_matching_events
 from subscriptions.models import Subscription
 from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
 
@@ -58,9 +65,8 @@ def subscription_create(
 def subscription_update(*, subscription: Subscription, **changes: Any) -> Subscription:
     if "callback_url" in changes:
         _checked_callback_url(changes["callback_url"])
-    if changes.get("active") is True:
-        subscription.disabled_reason = ""
-        changes["disabled_reason"] = ""
+    if changes.get("active") is True and not subscription.active:
+        changes.update(disabled_reason="", disabled_at=None, consecutive_failures=0, failing_since=None)
     for field, value in changes.items():
         setattr(subscription, field, value)
     subscription.save(update_fields=[*changes, "updated_at"])
@@ -75,3 +81,78 @@ def subscription_ping(*, subscription: Subscription) -> Any:
         data={"subscription_id": str(subscription.id), "message": "Ping from Sapien ESL."},
         recipient_id=subscription.id,
     )
+
+
+def subscription_health_record(*, succeeded: set[Any], failed: Counter[Any], now: datetime) -> None:
+    """Counts deliveries that ended failed in a row; disables a subscription past the limit and period.
+
+    A success resets the count. Runs inside the transaction recording the outcomes.
+    """
+    if succeeded:
+        Subscription.objects.filter(id__in=succeeded, consecutive_failures__gt=0).update(
+            consecutive_failures=0, failing_since=None
+        )
+    if not failed:
+        return
+    for subscription_id, count in failed.items():
+        Subscription.objects.filter(id=subscription_id).update(
+            consecutive_failures=F("consecutive_failures") + count,
+            failing_since=Coalesce(F("failing_since"), Value(now)),
+        )
+    limit = settings.ESL_DISABLE_AFTER_FAILURES
+    period = timedelta(seconds=settings.ESL_DISABLE_AFTER_SECONDS)
+    to_disable = Subscription.objects.select_for_update().filter(
+        id__in=list(failed), active=True, consecutive_failures__gte=limit, failing_since__lte=now - period
+    )
+    for subscription in to_disable:
+        reason = (
+            f"Disabled after {subscription.consecutive_failures} consecutive failed deliveries "
+            f"since {subscription.failing_since:%Y-%m-%d %H:%M} UTC."
+        )
+        subscription_disable(subscription=subscription, reason=reason, now=now)
+
+
+def subscription_disable(*, subscription: Subscription, reason: str, now: datetime) -> None:
+    """Disables it with a visible reason and tells the organization's other subscriptions."""
+    subscription.active = False
+    subscription.disabled_reason = reason
+    subscription.disabled_at = now
+    subscription.save(update_fields=["active", "disabled_reason", "disabled_at", "updated_at"])
+    record_event(
+        organization_id=subscription.organization_id,
+        event_type="system.subscription.disabled",
+        data={
+            "subscription_id": str(subscription.id),
+            "callback_url": subscription.callback_url,
+            "reason": reason,
+            "consecutive_failures": subscription.consecutive_failures,
+            "disabled_at": now.isoformat().replace("+00:00", "Z"),
+        },
+    )
+
+
+@transaction.atomic
+def subscription_rotate_secret(*, subscription: Subscription, secret: str | None = None) -> Subscription:
+    """A new secret now; the old one keeps signing (beside it) for ``ESL_SECRET_ROTATION_GRACE`` seconds."""
+    now = timezone.now()
+    subscription.previous_secret = subscription.secret
+    subscription.previous_secret_expires_at = now + timedelta(seconds=settings.ESL_SECRET_ROTATION_GRACE)
+    subscription.secret = secret or generate_secret()
+    subscription.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
+    return subscription
+
+
+def missed_while_disabled(subscription: Subscription, *, now: datetime) -> dict[str, Any] | None:
+    """What a re-enabled subscription missed, with the replay that would catch it up."""
+    if subscription.disabled_at is None:
+        return None
+    count = count_matching_events(
+        organization_id=subscription.organization_id, patterns=subscription.events,
+        since=subscription.disabled_at, until=now,
+    )  # fmt: skip
+    return {
+        "events": count,
+        "since": subscription.disabled_at,
+        "until": now,
+        "replay": f"/api/v1/subscriptions/{subscription.id}/replay",
+    }

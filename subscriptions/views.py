@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -9,8 +10,20 @@ from rest_framework.response import Response
 from sapien.core.errors import ApplicationError
 from sapien.core.views import OrganizationScopedViewSet
 from subscriptions.models import Subscription
-from subscriptions.serializers import CreatedSubscriptionSerializer, PingSerializer, SubscriptionSerializer
-from subscriptions.services import subscription_create, subscription_ping, subscription_update
+from subscriptions.serializers import (
+    CreatedSubscriptionSerializer,
+    PingSerializer,
+    RotatedSecretSerializer,
+    RotateSecretSerializer,
+    SubscriptionSerializer,
+)
+from subscriptions.services import (
+    missed_while_disabled,
+    subscription_create,
+    subscription_ping,
+    subscription_rotate_secret,
+    subscription_update,
+)
 
 
 class SubscriptionViewSet(OrganizationScopedViewSet):
@@ -31,8 +44,26 @@ class SubscriptionViewSet(OrganizationScopedViewSet):
         instance: Subscription = self.get_object()
         serializer = self.get_serializer(instance, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
+        missed = None
+        if serializer.validated_data.get("active") is True and not instance.active:
+            missed = missed_while_disabled(instance, now=timezone.now())
         subscription = subscription_update(subscription=instance, **serializer.validated_data)
-        return Response(self.get_serializer(subscription).data)
+        body = dict(self.get_serializer(subscription).data)
+        if missed is not None:
+            body["missed_while_disabled"] = missed  # re-enabled: here is what a replay would catch up
+        return Response(body)
+
+    @extend_schema(request=RotateSecretSerializer, responses={200: RotatedSecretSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
+        serializer = RotateSecretSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        subscription = subscription_rotate_secret(
+            subscription=self.get_object(), secret=serializer.validated_data.get("secret")
+        )
+        return Response(
+            {"secret": subscription.secret, "previous_secret_expires_at": subscription.previous_secret_expires_at}
+        )
 
     @extend_schema(request=None, responses={202: PingSerializer})
     @action(detail=True, methods=["post"])

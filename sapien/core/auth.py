@@ -25,7 +25,8 @@ class OrganizationTokenAuthentication(OAuth2Authentication):
         application = token.application
         if application is None:
             return None
-        request.organization = application.organization  # type: ignore[attr-defined]
+        # On both the DRF request and Django's, so that middleware sees it too.
+        request.organization = request._request.organization = application.organization  # type: ignore[attr-defined]
         bind_actor(str(user.pk) if user is not None else application.client_id)
         if user is not None:
             user_token_used.send(sender=type(self), user=user, token=token)

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sapien.core.errors import error_body
 from sapien.events.context import bind_actor, bind_context, clear_context, current_context
+from sapien.events.quota import quota_status
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -64,3 +65,20 @@ class BodySizeLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+
+class RateLimitHeadersMiddleware:
+    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (the hourly event quota) on every API response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        organization = getattr(request, "organization", None)
+        if organization is not None:
+            quota = quota_status(organization)
+            response["X-RateLimit-Limit"] = str(quota.limit)
+            response["X-RateLimit-Remaining"] = str(quota.remaining)
+            response["X-RateLimit-Reset"] = str(int(quota.resets_at.timestamp()))
+        return response

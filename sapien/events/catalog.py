@@ -45,3 +45,11 @@ def pattern_matches(pattern: str, event_type: str) -> bool:
     if pattern in (WILDCARD, event_type):
         return True
     return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
+
+
+def patterns_match_sql(patterns: str, event_type: str) -> str:
+    """SQL that is true when the text array ``patterns`` matches ``event_type`` (as ``pattern_matches``)."""
+    return (
+        f"EXISTS (SELECT 1 FROM unnest({patterns}) AS pattern WHERE pattern = '*' OR pattern = {event_type}"
+        f" OR (right(pattern, 2) = '.*' AND starts_with({event_type}, left(pattern, -1))))"
+    )

@@ -42,3 +42,22 @@ class Event(models.Model):
     def payload(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.body)
         return loaded
+
+
+class QuotaUsage(models.Model):
+    """Events counted against an organization's hourly quota, one row per organization and hour.
+
+    Counted by the relay (in batches, off the API's hot path); ``system.*`` events are not counted.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quota_usage")
+    window_start = models.DateTimeField()
+    events = models.PositiveIntegerField(default=0)
+    warned_at = models.DateTimeField(null=True, blank=True)
+    exceeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "window_start"], name="quota_one_row_per_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.window_start:%Y-%m-%d %H:00}: {self.events}"

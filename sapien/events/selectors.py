@@ -1,0 +1,40 @@
+"""Reading the event history (the retention window)."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from sapien.events.catalog import patterns_match_sql
+from sapien.events.models import Event
+
+
+def retention_start(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(hours=settings.ESL_RETENTION_HOURS)
+
+
+def events_of(organization: Any) -> QuerySet[Event]:
+    return Event.objects.filter(organization=organization, created_at__gte=retention_start()).order_by("-created_at")
+
+
+MATCHING_COUNT_SQL = """
+SELECT count(*) FROM events_event e
+WHERE e.organization_id = %(organization)s AND e.recipient_id IS NULL
+  AND e.created_at >= %(since)s AND e.created_at < %(until)s AND e.created_at >= %(retention)s
+  AND {matches}
+""".format(matches=patterns_match_sql("%(patterns)s::text[]", "e.type"))
+
+
+def count_matching_events(*, organization_id: Any, patterns: list[str], since: datetime, until: datetime) -> int:
+    """How many events of a time range a subscription with ``patterns`` would have received."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            MATCHING_COUNT_SQL,
+            {"organization": organization_id, "patterns": patterns, "since": since, "until": until,
+             "retention": retention_start()},
+        )  # fmt: skip
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0

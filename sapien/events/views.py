@@ -1,0 +1,36 @@
+from typing import Any
+
+import django_filters
+from rest_framework import serializers, viewsets
+
+from sapien.events.models import Event
+from sapien.events.selectors import events_of
+
+
+class EventSerializer(serializers.ModelSerializer):
+    payload = serializers.JSONField(read_only=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "type", "created_at", "relayed_at", "payload"]
+
+
+class EventFilter(django_filters.FilterSet):
+    type = django_filters.CharFilter(field_name="type")
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Event
+        fields = ["type", "since", "until"]
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+    """The organization's event history within the retention window, newest first."""
+
+    serializer_class = EventSerializer
+    filterset_class = EventFilter
+    read_scope = "events:read"
+
+    def get_queryset(self) -> Any:
+        return events_of(self.request.organization)  # type: ignore[attr-defined]
