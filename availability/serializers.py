@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from availability.models import Activity, AvailabilityProfile, DeviceType, Status, UserAvailability
 from availability.schedules import is_valid_timezone, parse_hhmm
+from availability.services import SESSION_PREFIX
 
 
 class AvailabilitySerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -45,6 +46,12 @@ class StatusDeclarationSerializer(serializers.Serializer):  # type: ignore[type-
 
 class HeartbeatSerializer(serializers.Serializer):  # type: ignore[type-arg]
     connection_id = serializers.CharField(max_length=128)
+
+    def validate_connection_id(self, value: str) -> str:
+        if value.startswith(SESSION_PREFIX):
+            raise serializers.ValidationError(f"Must not start with '{SESSION_PREFIX}' (reserved for OAuth sessions).")
+        return value
+
     device_type = serializers.ChoiceField(choices=DeviceType.choices)
     activity = serializers.ChoiceField(choices=Activity.choices)
     location = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")

@@ -24,7 +24,7 @@ from availability.models import (
     Trigger,
     UserAvailability,
 )
-from availability.rules import Claim, Layers, shown_status
+from availability.rules import Claim, Layers, shown_status, strongest
 from availability.schedules import Window, parse_rules, window_at
 from availability.wakeups import wake_at
 from sapien.core.errors import Conflict
@@ -119,6 +119,14 @@ def recompute(
     )
     changed = (shown.status, shown.custom_message, expires_at) != (state.status, state.custom_message, state.expires_at)
     if changed:
+        arrived_together = (
+            state.event_due_at is not None
+            and state.changed_at is not None
+            and now - state.changed_at <= CONSOLIDATION_WINDOW
+        )
+        if arrived_together and strongest([state.trigger or trigger, trigger]) != trigger:
+            # Seed 000's priority decides which of the triggers consolidated together names the event.
+            trigger, source, actor_id = state.trigger, state.trigger_source, state.actor_id
         if shown.status != state.status:
             state.previous_status = state.status
             state.changed_at = now
@@ -158,6 +166,17 @@ def _expiry_in_future(expires_at: datetime | None, now: datetime) -> None:
         )
 
 
+def _refuse_under_override(user: User, now: datetime) -> None:
+    """A manual change while an override is in force is a 409 (CONTRACT §7)."""
+    override = Declaration.objects.filter(user_id=user.pk, kind=DeclarationKind.SYSTEM_OVERRIDE).first()
+    if override is not None and (override.expires_at is None or override.expires_at > now):
+        raise Conflict(
+            "An administrator's override is in force; your status cannot change until it is lifted.",
+            code="override_in_force",
+            details={"override_status": override.status, "expires_at": override.expires_at},
+        )
+
+
 @transaction.atomic
 def manual_status_set(
     *,
@@ -170,13 +189,7 @@ def manual_status_set(
     now = timezone.now()
     _expiry_in_future(expires_at, now)
     state = locked_state(user)
-    override = Declaration.objects.filter(user_id=user.pk, kind=DeclarationKind.SYSTEM_OVERRIDE).first()
-    if override is not None and (override.expires_at is None or override.expires_at > now):
-        raise Conflict(
-            "An administrator's override is in force; your status cannot change until it is lifted.",
-            code="override_in_force",
-            details={"override_status": override.status, "expires_at": override.expires_at},
-        )
+    _refuse_under_override(user, now)
     Declaration.objects.update_or_create(
         user_id=user.pk, kind=DeclarationKind.MANUAL,
         defaults={"organization_id": organization_of(user), "status": status, "custom_message": custom_message,
@@ -189,6 +202,7 @@ def manual_status_set(
 @transaction.atomic
 def manual_status_clear(*, user: User, context: dict[str, Any] | None = None) -> UserAvailability:
     state = locked_state(user)
+    _refuse_under_override(user, timezone.now())
     Declaration.objects.filter(user_id=user.pk, kind=DeclarationKind.MANUAL).delete()
     recompute(state, trigger=Trigger.MANUAL, source="api", actor_id=str(user.pk), context=context)
     return state
@@ -275,6 +289,8 @@ def connection_open_or_refresh(
         if is_active:
             connection.last_activity_at = now
         connection.save(update_fields=["last_seen_at", "activity", "device_type", "location", "last_activity_at"])
+        state.last_seen_at = now
+        state.save(update_fields=["last_seen_at"])
         if is_active and state.idle:
             recompute(
                 state, trigger=Trigger.ACTIVITY_RESUME, source=source, actor_id=str(user.pk), context=context, now=now
@@ -315,8 +331,9 @@ def offline_finalize(state: UserAvailability, *, now: datetime) -> None:
 
 
 @transaction.atomic
-def connection_close(*, user_id: Any, connection_id: str, reason: str) -> bool:
-    deleted, _ = Connection.objects.filter(user_id=user_id, connection_id=connection_id).delete()
+def connection_close(*, user_id: Any, connection_id: str, reason: str, kind: str | None = None) -> bool:
+    connections = Connection.objects.filter(user_id=user_id, connection_id=connection_id)
+    deleted, _ = (connections.filter(kind=kind) if kind else connections).delete()
     if deleted:
         connections_closed(user_id=user_id, reason=reason)
     return bool(deleted)
@@ -335,8 +352,11 @@ def session_activity_touch(*, user: User, token_id: int) -> None:
                 recompute(state, trigger=Trigger.ACTIVITY_RESUME, source="api", actor_id=str(user.pk), now=now)
 
 
+SESSION_PREFIX = "oauth-token:"
+
+
 def session_connection_id(token_id: int) -> str:
-    return f"oauth-token:{token_id}"
+    return f"{SESSION_PREFIX}{token_id}"
 
 
 # --- profiles -----------------------------------------------------------------------

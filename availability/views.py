@@ -3,7 +3,7 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -97,7 +97,15 @@ class AvailabilityListView(APIView):
         except ValueError as exc:
             raise ValidationError({"user_ids": ["Every id must be a UUID."]}) from exc
         states = availabilities_of(request.organization, ids)  # type: ignore[attr-defined]
-        return Response({"results": AvailabilitySerializer(states, many=True).data})
+        # At most 100 ids, so one page always holds them all.
+        return Response(
+            {
+                "count": len(states),
+                "next": None,
+                "previous": None,
+                "results": AvailabilitySerializer(states, many=True).data,
+            }
+        )
 
 
 class OverrideView(APIView):
@@ -123,7 +131,10 @@ class OverrideView(APIView):
 
 
 class HeartbeatView(APIView):
+    """Opens or refreshes a presence connection. Only ``activity`` says whether the user is active."""
+
     permission_classes = [HasRequiredScope, UserTokenRequired]
+    counts_as_activity = False
     write_scope = "availability:write"
 
     @extend_schema(request=HeartbeatSerializer, responses=AvailabilitySerializer)
@@ -147,6 +158,7 @@ class HeartbeatView(APIView):
 
 class DisconnectView(APIView):
     permission_classes = [HasRequiredScope, UserTokenRequired]
+    counts_as_activity = False
     write_scope = "availability:write"
 
     @extend_schema(request=DisconnectSerializer, responses={204: None})
@@ -154,14 +166,13 @@ class DisconnectView(APIView):
         serializer = DisconnectSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         closed = services.connection_close(
-            user_id=request.user.pk,
+            user_id=me(request).pk,
             connection_id=serializer.validated_data["connection_id"],
-            reason="disconnect",  # type: ignore[union-attr]
+            reason="disconnect",
+            kind=ConnectionKind.PRESENCE,
         )
         if not closed:
-            from sapien.core.errors import ApplicationError
-
-            raise ApplicationError("No open connection has that connection_id.", code="not_found")
+            raise NotFound("No open presence connection has that connection_id.")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

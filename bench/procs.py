@@ -198,3 +198,56 @@ class MemorySampler:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+
+
+def system_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used during a phase: by each watched group, by the bench itself, and by everything else.
+
+    "foreign" is the machine's busy time minus ours: other users' work on the same cores (or ours that
+    exited mid-phase). A phase with much foreign CPU measured a shared machine, not only us.
+    """
+
+    def __init__(self, sampler: MemorySampler) -> None:
+        self.sampler = sampler
+        self.started = time.monotonic()
+        self.busy = system_busy_seconds()
+        self.groups = self._by_group()
+        self.own = self._own()
+
+    def _by_group(self) -> dict[str, dict[int, float]]:
+        return {
+            label: {pid: cpu_seconds(pid) for pid in group_members(pgid)}
+            for label, pgid in list(self.sampler.groups.items())
+        }
+
+    @staticmethod
+    def _own() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def stop(self, work_items: int = 0) -> dict[str, object]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        busy = system_busy_seconds() - self.busy
+        groups = self._by_group()
+        per_group = {}
+        for label, pids in groups.items():
+            before = self.groups.get(label, {})
+            per_group[label] = round(sum(cpu - before.get(pid, 0.0) for pid, cpu in pids.items()), 3)
+        ours = sum(per_group.values()) + (self._own() - self.own)
+        out: dict[str, object] = {
+            "seconds": round(elapsed, 2),
+            "machine_busy_cores": round(busy / elapsed, 2),
+            "bench_cores": round(ours / elapsed, 2),
+            "foreign_cores": round(max(busy - ours, 0.0) / elapsed, 2),
+            "cpu_seconds_by_group": per_group,
+        }
+        if work_items:
+            out["bench_cpu_ms_per_item"] = round(1000 * ours / work_items, 3)
+        return out

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +50,7 @@ import requests  # noqa: E402
 from bench import procs  # noqa: E402
 from bench.loadgen import LoadResult, peer_body, person_body, run_load  # noqa: E402
 from bench.peer import PeerStack  # noqa: E402
-from bench.procs import HOST, MemorySampler, Proc, free_port, wait_port  # noqa: E402
+from bench.procs import HOST, CpuMeter, MemorySampler, Proc, free_port, wait_port  # noqa: E402
 from bench.stack import DEFAULT_AMQP, SapienStack, Services, amqp_answers, redact  # noqa: E402
 
 PYTHON = sys.executable
@@ -75,10 +77,10 @@ class Config:
 def build_config(args: argparse.Namespace) -> Config:
     if args.quick:
         return Config(quick=True, events=args.events or 50, subs=args.subs or 2, threads=8, latency_seconds=5,
-                      relay_events=1000, api_requests=200, limit_seconds=2, peer=args.peer,
+                      relay_events=1000, api_requests=100, limit_seconds=1, peer=args.peer,
                       soak=args.soak)  # fmt: skip
     return Config(quick=False, events=args.events or 2000, subs=args.subs or 3, threads=8, latency_seconds=30,
-                  relay_events=20000, api_requests=2000, limit_seconds=5, peer=not args.no_peer,
+                  relay_events=20000, api_requests=1000, limit_seconds=5, peer=not args.no_peer,
                   soak=args.soak)  # fmt: skip
 
 
@@ -175,24 +177,70 @@ def load_summary(result: LoadResult) -> dict[str, Any]:
 
 
 def drain_timeout(expected: int) -> float:
-    return min(60 + expected / 50, 900)
+    return min(120 + expected / 20, 900)
 
 
 def delivery_phase(
-    receiver: ReceiverClient, url: str, token: str | None, body: Any, subs: int, *, count: int, threads: int,
-    rate: float | None = None, max_seconds: float = 600,
+    receiver: ReceiverClient, sampler: MemorySampler, url: str, token: str | None, body: Any, subs: int, *,
+    count: int, threads: int, rate: float | None = None, max_seconds: float = 600,
 ) -> dict[str, Any]:  # fmt: skip
     """Writes ``count`` entities (closed loop, or open loop at ``rate``) and waits for every delivery."""
     receiver.reset()
+    meter = CpuMeter(sampler)
     load = run_load(url, token, body, count=count, threads=threads, rate=rate, max_seconds=max_seconds)
     expected = load.ok * subs
     receiver.wait_for(expected, drain_timeout(expected))
-    out = analyze(receiver.dump(), expected=expected, start=load.first_start)
+    records = receiver.dump()
+    cpu = meter.stop(work_items=len(records))
+    out = analyze(records, expected=expected, start=load.first_start)
+    out["cpu"] = cpu
     out["load"] = load_summary(load)
     out["events"] = load.ok
     out["events_per_s"] = out["deliveries_per_s"] / subs if out["deliveries_per_s"] else None
     out["target_rate"] = rate
     out["achieved_rate"] = round(load.ok / load.seconds, 1) if rate else None
+    return out
+
+
+def delivery_phases(
+    cfg: Config, receiver: ReceiverClient, sampler: MemorySampler, api: str, token: str | None,
+    bodies: Callable[[str], Any], title: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Warm-up, (a) sustained throughput, (b) latency at 100 events/s and at 80 % of (a)'s event rate."""
+    out: dict[str, Any] = {}
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+    def phase(tag: str, count: int, rate: float | None = None) -> dict[str, Any]:
+        return delivery_phase(
+            receiver,
+            sampler,
+            api,
+            token,
+            bodies(f"{slug}-{tag}"),
+            cfg.subs,
+            count=count,
+            threads=cfg.threads,
+            rate=rate,
+            max_seconds=cfg.latency_seconds * 1.2 + 1 if rate else 600,
+        )
+
+    log(f"{title} warm-up")
+    out["warmup_missing"] = phase("warm", 20 if cfg.quick else 40)["missing"]
+    log(f"{title} (a) {cfg.events} writes x {cfg.subs} subscriptions, {cfg.threads} client threads")
+    a = out["a_sustained"] = phase("a", cfg.events)
+    log(f"    {fmt(a['deliveries_per_s'])} deliveries/s, API {a['load']['req_per_s']} writes/s, missing {a['missing']}")
+    out["b_latency"] = []
+    event_rate = a["events_per_s"] or 10.0
+    for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):
+        log(f"{title} (b) latency at {rate} events/s for {cfg.latency_seconds:.0f} s")
+        b = phase(f"b{rate}", max(int(rate * cfg.latency_seconds), 1), rate)
+        b["label"] = label
+        out["b_latency"].append(b)
+        lat = b["latency_ms"]
+        log(
+            f"    p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms, achieved {b['achieved_rate']}/s, "
+            f"missing {b['missing']}, foreign CPU {b['cpu']['foreign_cores']} cores"
+        )
     return out
 
 
@@ -232,12 +280,12 @@ ENVELOPE = json.dumps(
 
 def sapien_run(
     cfg: Config, services: Services, broker: str, work: Path, sampler: MemorySampler, receiver: ReceiverClient,
-    receiver_url: str,
+    receiver_url: str, app_root: Path,
 ) -> dict[str, Any]:  # fmt: skip
     out: dict[str, Any] = {"broker": redact(services.broker_url(broker))}
     database = f"sapien_{broker}"
     services.create_database(database)
-    stack = SapienStack(services, broker, work, sampler)
+    stack = SapienStack(services, broker, work, sampler, app_root=app_root)
     stack.env["DATABASE_URL"] = services.pg_url(database)
     db_url = services.pg_url(database)
     log(f"[{broker}] migrating {database}")
@@ -248,27 +296,7 @@ def sapien_run(
                             f"{receiver_url}/sapien")  # fmt: skip
         token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
         api = f"{stack.base_url}/api/persons"
-        log(f"[{broker}] warm-up")
-        warm = delivery_phase(receiver, api, token, person_body("warm"), cfg.subs, count=40, threads=cfg.threads)
-        out["warmup_missing"] = warm["missing"]
-
-        log(f"[{broker}] (a) {cfg.events} events x {cfg.subs} subscriptions, {cfg.threads} client threads")
-        a = delivery_phase(receiver, api, token, person_body(f"a-{broker}"), cfg.subs, count=cfg.events,
-                           threads=cfg.threads)  # fmt: skip
-        out["a_sustained"] = a
-        log(f"    {fmt(a['deliveries_per_s'])} deliveries/s, missing {a['missing']}")
-
-        out["b_latency"] = []
-        event_rate = a["events_per_s"] or 10.0
-        for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):
-            count = max(int(rate * cfg.latency_seconds), 1)
-            log(f"[{broker}] (b) latency at {rate} events/s for {cfg.latency_seconds:.0f} s")
-            b = delivery_phase(receiver, api, token, person_body(f"b-{broker}-{rate}"), cfg.subs, count=count,
-                               threads=cfg.threads, rate=rate, max_seconds=cfg.latency_seconds + 60)  # fmt: skip
-            b["label"] = label
-            out["b_latency"].append(b)
-            log(f"    p50/p95/p99 {b['latency_ms']['p50']}/{b['latency_ms']['p95']}/{b['latency_ms']['p99']} ms, "
-                f"achieved {b['achieved_rate']}/s, missing {b['missing']}")  # fmt: skip
+        out |= delivery_phases(cfg, receiver, sampler, api, token, person_body, f"[{broker}]")
 
         out["d_api"] = api_on_off(cfg, stack, receiver_url, broker)
         out["c_relay"] = relay_phase(cfg, stack, db_url, broker)
@@ -289,16 +317,17 @@ def api_on_off(cfg: Config, stack: SapienStack, receiver_url: str, broker: str) 
     token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
     api = f"{stack.base_url}/api/persons"
     runs: dict[str, Any] = {}
-    for label, enabled in (("on", "true"), ("off", "false"), ("on2", "true")):
+    for label, enabled in (("true", "true"), ("false", "false"), ("true again", "true")):
         stack.stop("web")
         stack.start("web", ESL_ENABLED=enabled)
-        run_load(api, token, person_body(f"dw-{label}"), count=40, threads=cfg.threads)  # warm-up
-        result = run_load(api, token, person_body(f"d-{label}"), count=cfg.api_requests, threads=cfg.threads)
-        runs[label] = load_summary(result)
+        run_load(api, token, person_body("dw"), count=20 if cfg.quick else 40, threads=cfg.threads)  # warm-up
+        meter = CpuMeter(stack.sampler)
+        result = run_load(api, token, person_body("d"), count=cfg.api_requests, threads=cfg.threads)
+        runs[label] = load_summary(result) | {"cpu": meter.stop(work_items=result.ok)}
         log(f"[{broker}] (d) ESL_ENABLED={enabled}: {result.rate:.0f} creates/s ({len(result.errors)} errors)")
-    on = (runs["on"]["req_per_s"] + runs["on2"]["req_per_s"]) / 2
-    return {"runs": runs, "on_req_per_s": on, "off_req_per_s": runs["off"]["req_per_s"],
-            "ratio_on_off": ratio(on, runs["off"]["req_per_s"])}  # fmt: skip
+    on = (runs["true"]["req_per_s"] + runs["true again"]["req_per_s"]) / 2
+    return {"runs": runs, "on_req_per_s": on, "off_req_per_s": runs["false"]["req_per_s"],
+            "ratio_on_off": ratio(on, runs["false"]["req_per_s"])}  # fmt: skip
 
 
 def relay_phase(cfg: Config, stack: SapienStack, db_url: str, broker: str) -> dict[str, Any]:
@@ -423,24 +452,7 @@ def peer_run(
     peer.start()
     try:
         api = f"{peer.base_url}/persons"
-        warm = delivery_phase(receiver, api, None, peer_body(f"pw-{broker}"), cfg.subs, count=40, threads=cfg.threads)
-        out["warmup_missing"] = warm["missing"]
-        log(f"[{broker}] peer (a) {cfg.events} saves x {cfg.subs} webhooks")
-        a = delivery_phase(receiver, api, None, peer_body(f"pa-{broker}"), cfg.subs, count=cfg.events,
-                           threads=cfg.threads)  # fmt: skip
-        out["a_sustained"] = a
-        log(f"    {fmt(a['deliveries_per_s'])} deliveries/s, missing {a['missing']}")
-        out["b_latency"] = []
-        event_rate = a["events_per_s"] or 10.0
-        for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):
-            count = max(int(rate * cfg.latency_seconds), 1)
-            log(f"[{broker}] peer (b) latency at {rate} events/s")
-            b = delivery_phase(receiver, api, None, peer_body(f"pb-{broker}-{rate}"), cfg.subs, count=count,
-                               threads=cfg.threads, rate=rate, max_seconds=cfg.latency_seconds + 60)  # fmt: skip
-            b["label"] = label
-            out["b_latency"].append(b)
-            log(f"    p50/p95/p99 {b['latency_ms']['p50']}/{b['latency_ms']['p95']}/{b['latency_ms']['p99']} ms, "
-                f"missing {b['missing']}")  # fmt: skip
+        out |= delivery_phases(cfg, receiver, sampler, api, None, peer_body, f"[{broker}] peer")
         dead = peer.check_alive()
         if dead:
             out["exited_processes"] = dead
@@ -491,16 +503,30 @@ def report(results: dict[str, Any]) -> None:
             print(f"\n[{broker}] Sapien run failed: {sapien['error']}")
             continue
         a, pa = sapien.get("a_sustained", {}), peer.get("a_sustained", {})
-        sa_rate, pa_rate = a.get("deliveries_per_s"), pa.get("deliveries_per_s")
+        pa_rate = pa.get("deliveries_per_s")
         table(f"[{broker}] (a) sustained end-to-end, {a.get('events')} events x {results['config']['subs']} subs", [
-            "system", "deliveries/s", "events/s", "API writes/s", "missing", "dups", "vs peer", "vs HTTP limit"], [
-            ["Sapien", fmt(sa_rate), fmt(a.get("events_per_s")), fmt(a.get("load", {}).get("req_per_s")),
-             fmt(a.get("missing")), fmt(a.get("duplicates")), fx(ratio(sa_rate, pa_rate)),
-             fx(ratio(sa_rate, http.get("rps")))],
-            ["django-webhook", fmt(pa_rate), fmt(pa.get("events_per_s")), fmt(pa.get("load", {}).get("req_per_s")),
-             fmt(pa.get("missing")), fmt(pa.get("duplicates")), "1.00x" if pa else "-",
-             fx(ratio(pa_rate, http.get("rps")))],
+            "system", "deliveries/s", "events/s", "API writes/s", "missing", "dups", "CPU ms/delivery",
+            "foreign cores", "vs peer", "vs HTTP limit"], [
+            [who, fmt(x.get("deliveries_per_s")), fmt(x.get("events_per_s")), fmt(x.get("load", {}).get("req_per_s")),
+             fmt(x.get("missing")), fmt(x.get("duplicates")), fmt(x.get("cpu", {}).get("bench_cpu_ms_per_item"), 2),
+             fmt(x.get("cpu", {}).get("foreign_cores"), 2), fx(ratio(x.get("deliveries_per_s"), pa_rate)),
+             fx(ratio(x.get("deliveries_per_s"), http.get("rps")))]
+            for who, x in (("Sapien", a), ("django-webhook", pa)) if x
         ])  # fmt: skip
+        groups = sorted({g for x in (a, pa) for g in x.get("cpu", {}).get("cpu_seconds_by_group", {})})
+        table(
+            f"[{broker}] (a) CPU seconds by process during the phase",
+            ["process group", "Sapien run", "peer run"],
+            [
+                [
+                    g,
+                    fmt(a.get("cpu", {}).get("cpu_seconds_by_group", {}).get(g), 2),
+                    fmt(pa.get("cpu", {}).get("cpu_seconds_by_group", {}).get(g), 2),
+                ]
+                for g in groups
+                if any(x.get("cpu", {}).get("cpu_seconds_by_group", {}).get(g) for x in (a, pa))
+            ],
+        )
         rows = []
         for who, phases in (("Sapien", sapien.get("b_latency", [])), ("django-webhook", peer.get("b_latency", []))):
             for index, phase in enumerate(phases):
@@ -510,9 +536,10 @@ def report(results: dict[str, Any]) -> None:
                 rows.append([who, f"{phase['label']} = {fmt(phase['target_rate'], 1)}/s",
                              fmt(phase.get("achieved_rate"), 1), fmt(lat["p50"], 1), fmt(lat["p95"], 1),
                              fmt(lat["p99"], 1), fmt(lat["max"], 1), fmt(phase["missing"]),
+                             fmt(phase["cpu"]["foreign_cores"], 2),
                              fx(ratio(lat["p99"], peer_p99)), fx(ratio(lat["p50"], http.get("p50_ms")))])  # fmt: skip
         table(f"[{broker}] (b) latency event timestamp -> receipt (ms)", [
-            "system", "rate", "achieved/s", "p50", "p95", "p99", "max", "missing", "p99 vs peer",
+            "system", "rate", "achieved/s", "p50", "p95", "p99", "max", "missing", "foreign cores", "p99 vs peer",
             "p50 vs 1 HTTP round trip"], rows)  # fmt: skip
         c = sapien.get("c_relay", {})
         if c:
@@ -526,8 +553,10 @@ def report(results: dict[str, Any]) -> None:
         d = sapien.get("d_api", {})
         if d:
             table(f"[{broker}] (d) API create, closed loop, {results['config']['threads']} threads, no subscriptions", [
-                "ESL_ENABLED", "creates/s", "p50 ms", "p99 ms", "vs off", "vs PG INSERT 8 conns"],
+                "ESL_ENABLED", "creates/s", "p50 ms", "p99 ms", "CPU ms/create", "foreign cores", "vs off",
+                "vs PG INSERT 8 conns"],
                 [[label, fmt(run_["req_per_s"]), fmt(run_["p50_ms"], 1), fmt(run_["p99_ms"], 1),
+                  fmt(run_["cpu"].get("bench_cpu_ms_per_item"), 2), fmt(run_["cpu"]["foreign_cores"], 2),
                   fx(ratio(run_["req_per_s"], d["off_req_per_s"])), fx(ratio(run_["req_per_s"], pg8.get("rows_per_s")))]
                  for label, run_ in d["runs"].items()])  # fmt: skip
             print(f"  ratio on/off (mean of both 'on' runs): {fx(d['ratio_on_off'])}")
@@ -541,21 +570,38 @@ def report(results: dict[str, Any]) -> None:
             table("  RSS growth, after 1 min -> end", ["process", "MB after 1 min", "MB at end", "growth"], [
                 [key, fmt(value["after_1min_mb"], 1), fmt(value["end_mb"], 1), f"{value['growth_pct']:+.1f}%"]
                 for key, value in soak["rss_growth"].items()])  # fmt: skip
-    rss = results.get("rss", [])
-    if rss:
-        table(
-            "(e) peak RSS per process (VmHWM)",
-            ["group", "pid", "process", "peak MB"],
-            [[row["group"], str(row["pid"]), row["process"][:60], fmt(row["peak_mb"], 1)] for row in rss],
-        )
+    rss_table(results.get("rss", []))
     print(f"\nAll processes: {results.get('totals', {})}")
+
+
+def rss_table(rss: list[dict[str, Any]]) -> None:
+    """Peak RSS per process group: the leader (gunicorn master, Celery parent, ...) and its children."""
+    by_group: dict[str, dict[str, list[float]]] = {}
+    for row in rss:
+        kind = "leader" if row["process"] == "leader" else "child"
+        by_group.setdefault(row["group"], {"leader": [], "child": []})[kind].append(row["peak_mb"])
+    peer = {g.split(".", 1)[-1]: v for g, v in by_group.items() if g.startswith("peer-")}
+    rows = []
+    for group, peaks in by_group.items():
+        leader, child = max(peaks["leader"], default=None), max(peaks["child"], default=None)
+        other = peer.get(group.split(".", 1)[-1]) if group.startswith("sapien-") else None
+        rows.append([
+            group, str(len(peaks["leader"])), fmt(leader, 1), str(len(peaks["child"])), fmt(child, 1),
+            fx(ratio(leader, max(other["leader"], default=None))) if other else "",
+            fx(ratio(child, max(other["child"], default=None))) if other else "",
+        ])  # fmt: skip
+    table("(e) peak RSS (VmHWM, MB); leader = gunicorn master / Celery parent / the process; children = workers",
+          ["group", "starts", "leader", "children", "child max", "leader vs peer", "child vs peer"], rows)  # fmt: skip
 
 
 # --- main ----------------------------------------------------------------------------------------
 
 
+_T0 = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(f"{time.monotonic() - _T0:6.1f}s {message}", file=sys.stderr, flush=True)
 
 
 def environment(services: Services) -> dict[str, Any]:
@@ -589,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip the django-webhook peer")
     parser.add_argument("--peer", action="store_true", help="run the peer even with --quick")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
+    parser.add_argument("--ref", help="benchmark this git revision (exported with git archive) instead of the "
+                        "working tree, e.g. --ref HEAD while the working tree is being edited")  # fmt: skip
     args = parser.parse_args(argv)
     cfg = build_config(args)
     amqp_url = os.environ.get("ESL_BENCH_AMQP_URL", DEFAULT_AMQP)
@@ -621,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         sampler.watch("receiver", receiver_proc.pid)
         receiver = ReceiverClient(receiver_port)
         receiver_url = f"http://{HOST}:{receiver_port}"
+        app_root = export_revision(args.ref, work) if args.ref else ROOT
+        results["code"] = f"git {args.ref}" if args.ref else "working tree"
         log(f"work dir {work}; starting embedded PostgreSQL and Redis")
         services = Services(work / "services", amqp_url if "amqp" in brokers else None)
         services.watch(sampler)
@@ -631,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
             entry: dict[str, Any] = {}
             results["brokers"][broker] = entry
             try:
-                entry["sapien"] = sapien_run(cfg, services, broker, work, sampler, receiver, receiver_url)
+                entry["sapien"] = sapien_run(cfg, services, broker, work, sampler, receiver, receiver_url, app_root)
             except Exception as exc:
                 failed = True
                 entry["sapien"] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -679,6 +729,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("0 missing")
     return 0
+
+
+def export_revision(ref: str, work: Path) -> Path:
+    """``git archive`` of ``ref`` into the work dir: read-only for the repository."""
+    target = work / "src"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
 
 
 def lost_deliveries(results: dict[str, Any]) -> int:

@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The application's code: this checkout, or the snapshot of a git revision that ``run.py --ref`` exported.
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT") or Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(APP_ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
 
 

@@ -99,8 +99,11 @@ class Services:
 class SapienStack:
     """Sapien's four processes against one database and one broker."""
 
-    def __init__(self, services: Services, broker: str, work_dir: Path, sampler: MemorySampler) -> None:
+    def __init__(
+        self, services: Services, broker: str, work_dir: Path, sampler: MemorySampler, app_root: Path = ROOT
+    ) -> None:
         self.services = services
+        self.app_root = app_root  # where manage.py and the packages are: this checkout or an exported revision
         self.broker = broker
         self.work_dir = work_dir
         self.log_dir = work_dir / "logs"
@@ -118,6 +121,7 @@ class SapienStack:
                 "ESL_BLOB_ROOT": str(work_dir / "blobs"),
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
+                "BENCH_APP_ROOT": str(app_root),
             }
         )
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -127,13 +131,12 @@ class SapienStack:
         return f"http://{HOST}:{self.web_port}"
 
     def migrate(self) -> None:
-        subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True, timeout=600
-        )
+        command = [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"]
+        subprocess.run(command, cwd=self.app_root, env=self.env, check=True, timeout=600)
 
     def side(self, *args: str, timeout: float = 600) -> dict[str, object]:
         done = subprocess.run(
-            [PYTHON, str(ROOT / "bench" / "sapien_side.py"), *args], cwd=ROOT, env=self.env, check=False,
+            [PYTHON, str(ROOT / "bench" / "sapien_side.py"), *args], cwd=self.app_root, env=self.env, check=False,
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if done.returncode:
@@ -157,7 +160,7 @@ class SapienStack:
         for name in names or ("web", "relay", "worker", "beat"):
             env = self.env | env_overrides
             label = f"sapien-{self.broker}-{name}"
-            proc = Proc(label, commands[name], env, self.log_dir)
+            proc = Proc(label, commands[name], env, self.log_dir, cwd=self.app_root)
             self.procs[name] = proc
             self.sampler.watch(f"sapien-{self.broker}.{name}", proc.pid)
             if name == "web":

@@ -5,7 +5,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from deliveries import dispatch, relay
+from deliveries import dispatch, relay, retention
 from deliveries.wakeups import wake_delivery_workers
 
 
@@ -31,3 +31,8 @@ def relay_outbox(**kwargs: Any) -> int:
     if result.deliveries:
         wake_delivery_workers(result.deliveries // settings.ESL_DELIVERY_BATCH_SIZE + 1)
     return result.events
+
+
+@shared_task(name="deliveries.purge_expired", ignore_result=True)
+def purge_expired(**kwargs: Any) -> int:
+    return retention.purge_expired().events

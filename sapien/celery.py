@@ -18,4 +18,5 @@ app.conf.beat_schedule = {
     "relay-outbox-sweep": {"task": "deliveries.relay_outbox", "schedule": 5.0},
     "deliver-due-sweep": {"task": "deliveries.sweep_due", "schedule": 1.0},
     "availability-timers": {"task": "availability.run_timers", "schedule": 1.0},
+    "retention-purge": {"task": "deliveries.purge_expired", "schedule": 300.0},
 }

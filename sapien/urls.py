@@ -5,11 +5,13 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from oauth2_provider import views as oauth_views
 
+from deliveries.metrics import metrics_view
 from sapien.core.errors import json_error_view
 from sapien.core.health import health
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     re_path(r"^oauth/token/?$", csrf_exempt(oauth_views.TokenView.as_view()), name="oauth-token"),
     re_path(r"^oauth/revoke_token/?$", csrf_exempt(oauth_views.RevokeTokenView.as_view()), name="oauth-revoke"),
     re_path(r"^oauth/authorize/?$", oauth_views.AuthorizationView.as_view(), name="authorize"),

@@ -1,7 +1,13 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
 
 from subscriptions.models import Subscription
+from subscriptions.services import subscription_disable, subscription_update
 
 
 class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -26,13 +32,52 @@ class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         return secret
 
 
+class FailingFilter(admin.SimpleListFilter):
+    title = "health"
+    parameter_name = "health"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("failing", "Failing"), ("disabled", "Disabled after failures")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> QuerySet[Subscription]:
+        if self.value() == "failing":
+            return queryset.filter(consecutive_failures__gt=0)
+        if self.value() == "disabled":
+            return queryset.filter(active=False, disabled_at__isnull=False)
+        return queryset
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
     form = SubscriptionAdminForm
-    list_display = ["callback_url", "organization", "events_list", "active", "masked_secret", "created_at"]
-    list_filter = ["active", "organization"]
+    list_display = [
+        "callback_url", "organization", "events_list", "active", "consecutive_failures", "disabled_reason",
+        "masked_secret", "created_at",
+    ]  # fmt: skip
+    list_filter = ["active", "organization", FailingFilter]
     search_fields = ["callback_url", "id", "description"]
-    readonly_fields = ["masked_secret", "created_at", "updated_at"]
+    readonly_fields = [
+        "masked_secret",
+        "consecutive_failures",
+        "failing_since",
+        "disabled_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["enable", "disable"]
+
+    @admin.action(description="Enable the selected subscriptions")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        for subscription in queryset.filter(active=False):
+            subscription_update(subscription=subscription, active=True)
+        self.message_user(request, "Enabled. Replay what they missed from their delivery log or the API.")
+
+    @admin.action(description="Disable the selected subscriptions")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        now = timezone.now()
+        for subscription in queryset.filter(active=True):
+            subscription_disable(subscription=subscription, reason=f"Disabled by {request.user} in the admin.", now=now)
+        self.message_user(request, "Disabled.")
 
     @admin.display(description="events")
     def events_list(self, obj: Subscription) -> str:

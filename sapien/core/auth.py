@@ -10,7 +10,6 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from sapien.core.signals import user_token_used
 from sapien.events.context import bind_actor
 
 
@@ -29,7 +28,7 @@ class OrganizationTokenAuthentication(OAuth2Authentication):
         request.organization = request._request.organization = application.organization  # type: ignore[attr-defined]
         bind_actor(str(user.pk) if user is not None else application.client_id)
         if user is not None:
-            user_token_used.send(sender=type(self), user=user, token=token)
+            request._request.user_token = token  # type: ignore[attr-defined]  # for UserActivityMiddleware
         return user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -31,6 +31,17 @@ def check_broker() -> str | None:
     return None
 
 
+def outbox_state() -> dict[str, Any]:
+    """How far the relay is behind: events not yet fanned out, and the age of the oldest."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+            " FROM events_event WHERE relayed_at IS NULL"
+        )
+        depth, lag = cursor.fetchone() or (0, 0)
+    return {"depth": depth, "lag_seconds": round(float(lag), 3)}
+
+
 def health(request: HttpRequest) -> JsonResponse:
     started = time.monotonic()
     checks: dict[str, Any] = {}
@@ -38,6 +49,8 @@ def health(request: HttpRequest) -> JsonResponse:
     for name in ("database", "broker"):
         checks[name] = "ok" if name not in failures else failures[name]
     body: dict[str, Any] = {"status": "unhealthy" if failures else "healthy", "version": __version__}
+    if "database" not in failures:
+        body["outbox"] = outbox_state()
     if failures:
         body["checks"] = checks
         body["failing"] = sorted(failures)

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sapien.core.errors import error_body
+from sapien.core.signals import user_token_used
 from sapien.events.context import bind_actor, bind_context, clear_context, current_context
 from sapien.events.quota import quota_status
 
@@ -81,4 +82,20 @@ class RateLimitHeadersMiddleware:
             response["X-RateLimit-Limit"] = str(quota.limit)
             response["X-RateLimit-Remaining"] = str(quota.remaining)
             response["X-RateLimit-Reset"] = str(int(quota.resets_at.timestamp()))
+        return response
+
+
+class UserActivityMiddleware:
+    """A request made with a user's token is activity, unless its view says it is not (a keep-alive)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        token = getattr(request, "user_token", None)
+        match = request.resolver_match
+        view_class = getattr(match.func, "cls", None) if match else None
+        if token is not None and response.status_code < 400 and getattr(view_class, "counts_as_activity", True):
+            user_token_used.send(sender=type(self), user=token.user, token=token)
         return response

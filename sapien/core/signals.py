@@ -2,5 +2,5 @@
 
 from django.dispatch import Signal
 
-# Sent after a request authenticated with a token issued to a user: ``user``, ``token``.
+# Sent after a request made with a token issued to a user, as activity of that user: ``user``, ``token``.
 user_token_used = Signal()

@@ -192,7 +192,7 @@ def test_heartbeat_and_disconnect(me_api, user) -> None:  # type: ignore[no-unty
     assert beat.json()["online"] is True
     assert bad.status_code == 400
     assert gone.status_code == 204
-    assert unknown.status_code == 400
+    assert unknown.status_code == 404
     assert user.connections.filter(connection_id="tab-1").count() == 0
 
 

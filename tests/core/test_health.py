@@ -7,7 +7,25 @@ def test_health_is_healthy_when_database_and_broker_answer(client: Client) -> No
     response = client.get("/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "healthy", "version": "1.0.0"}
+    assert response.json() == {"status": "healthy", "version": "1.0.0", "outbox": {"depth": 0, "lag_seconds": 0.0}}
+
+
+@pytest.mark.django_db
+def test_health_reports_the_outbox_lag(client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sapien.events.models import Event
+    from sapien.events.outbox import record_event
+
+    record_event(organization_id=organization.id, event_type="system.ping", data={})
+    Event.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+
+    outbox = client.get("/health").json()["outbox"]
+
+    assert outbox["depth"] == 1
+    assert 29 <= outbox["lag_seconds"] < 40
 
 
 @pytest.mark.django_db
