@@ -29,6 +29,8 @@ from availability.schedules import Window, parse_rules, window_at
 from availability.wakeups import wake_at
 from sapien.core.errors import Conflict
 from sapien.core.models import User
+from sapien.events.context import overriding
+from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
 
 CONSOLIDATION_WINDOW = timedelta(milliseconds=100)
@@ -381,7 +383,36 @@ def _profile_changed(profile: AvailabilityProfile, action: str) -> None:
         data=profile_representation(profile),
     )
     state = locked_state(User(pk=profile.user_id, organization_id=profile.organization_id))
-    recompute(state, trigger=Trigger.SCHEDULE, source="schedule")
+    schedule_reevaluate(state, now=timezone.now())
+
+
+def schedule_reevaluate(state: UserAvailability, *, now: datetime) -> bool:
+    """Applies or lifts the schedule window in force now; records ``availability.schedule.triggered`` on a change.
+
+    The caller holds the row lock. Returns whether the window in force changed.
+    """
+    window, profile_id = schedule_window(state.user_id, now)
+    current = window.status if window else ""
+    was = state.schedule_status
+    if current == was:
+        return False
+    recompute(state, trigger=Trigger.SCHEDULE, source="schedule", now=now)
+    with overriding(triggered_by=None, source="schedule"):
+        record_event(
+            organization_id=state.organization_id,
+            event_type="availability.schedule.triggered",
+            data={
+                "user_id": str(state.user_id),
+                "profile_id": str(profile_id) if profile_id else None,
+                "action": "applied" if current else "lifted",
+                "status": current or None,
+                "previous_schedule_status": was or None,
+                "window_start": isoformat_z(window.starts_at) if window else None,
+                "window_end": isoformat_z(window.ends_at) if window else None,
+                "current_status": state.status,
+            },
+        )
+    return True
 
 
 @transaction.atomic

@@ -23,11 +23,15 @@ from availability.models import (
     Trigger,
     UserAvailability,
 )
-from availability.services import connections_closed, locked_state, offline_finalize, recompute, schedule_window
+from availability.services import (
+    connections_closed,
+    locked_state,
+    offline_finalize,
+    recompute,
+    schedule_reevaluate,
+    schedule_window,
+)
 from sapien.core.models import User
-from sapien.events.context import overriding
-from sapien.events.envelope import isoformat_z
-from sapien.events.outbox import record_event
 
 EMIT_BATCH = 200
 
@@ -119,32 +123,13 @@ def apply_schedules(now: datetime) -> None:
     """Schedule windows start and end on time; each transition is recorded as ``availability.schedule.triggered``."""
     profiles = AvailabilityProfile.objects.filter(active=True).values_list("user_id", "organization_id").distinct()
     for user in _users(list(profiles)):
-        window, profile_id = schedule_window(user.pk, now)
+        window, _ = schedule_window(user.pk, now)
         current = window.status if window else ""
-        state = UserAvailability.objects.filter(user_id=user.pk).only("schedule_status").first()
-        if state is not None and state.schedule_status == current:
+        known = UserAvailability.objects.filter(user_id=user.pk).values_list("schedule_status", flat=True).first()
+        if known == current:
             continue
         with transaction.atomic():
-            state = locked_state(user)
-            if state.schedule_status == current:
-                continue
-            was = state.schedule_status
-            recompute(state, trigger=Trigger.SCHEDULE, source="schedule", now=now)
-            with overriding(triggered_by=None, source="schedule"):
-                record_event(
-                    organization_id=state.organization_id,
-                    event_type="availability.schedule.triggered",
-                    data={
-                        "user_id": str(user.pk),
-                        "profile_id": str(profile_id) if profile_id else None,
-                        "action": "applied" if current else "lifted",
-                        "status": current or None,
-                        "previous_schedule_status": was or None,
-                        "window_start": isoformat_z(window.starts_at) if window else None,
-                        "window_end": isoformat_z(window.ends_at) if window else None,
-                        "current_status": state.status,
-                    },
-                )
+            schedule_reevaluate(locked_state(user), now=now)
 
 
 def emit_due_events(now: datetime) -> int:

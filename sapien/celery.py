@@ -5,8 +5,12 @@ sweeps below guarantee progress when a message is lost.
 """
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
+
+from sapien.events.context import bind_context, clear_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
 
@@ -20,3 +24,14 @@ app.conf.beat_schedule = {
     "availability-timers": {"task": "availability.run_timers", "schedule": 1.0},
     "retention-purge": {"task": "deliveries.purge_expired", "schedule": 300.0},
 }
+
+
+@task_prerun.connect
+def _bind_task_context(task_id: str | None = None, **kwargs: Any) -> None:
+    """Each task run gets its own correlation id, so its events and log lines can be told apart."""
+    bind_context(correlation_id=f"task_{task_id}", source="system")
+
+
+@task_postrun.connect
+def _clear_task_context(**kwargs: Any) -> None:
+    clear_context()

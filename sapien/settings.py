@@ -26,6 +26,17 @@ def env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A duration: plain seconds (``180``) or with a unit (``500ms``, ``8s``, ``3m``, ``1h``)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if raw.endswith(unit) and raw[: -len(unit)].replace(".", "", 1).isdigit():
+            return float(raw[: -len(unit)]) * factor
+    return float(raw)
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "")
     if not raw:
@@ -244,10 +255,10 @@ ESL_BLOB_STORAGE_URL = env_str("ESL_BLOB_STORAGE_URL", "")
 ESL_SIGNATURE_ALGORITHM = env_str("ESL_SIGNATURE_ALGORITHM", "sha256")
 ESL_RETENTION_HOURS = env_int("ESL_RETENTION_HOURS", 24)
 ESL_ALLOW_PRIVATE_CALLBACKS = env_bool("ESL_ALLOW_PRIVATE_CALLBACKS", False)
-ESL_SECRET_ROTATION_GRACE = env_int("ESL_SECRET_ROTATION_GRACE", 86400)
+ESL_SECRET_ROTATION_GRACE = env_seconds("ESL_SECRET_ROTATION_GRACE", 86400)
 # A subscription is disabled after this many deliveries failed in a row, failing for at least this long.
 ESL_DISABLE_AFTER_FAILURES = env_int("ESL_DISABLE_AFTER_FAILURES", 20)
-ESL_DISABLE_AFTER_SECONDS = env_int("ESL_DISABLE_AFTER_SECONDS", 86400)
+ESL_DISABLE_AFTER_SECONDS = env_seconds("ESL_DISABLE_AFTER_SECONDS", 86400)
 ESL_CONNECT_TIMEOUT = float(env_str("ESL_CONNECT_TIMEOUT", "5"))
 ESL_READ_TIMEOUT = float(env_str("ESL_READ_TIMEOUT", "10"))
 ESL_PUBLIC_URL = env_str("ESL_PUBLIC_URL", "http://localhost:8080").rstrip("/")
@@ -256,9 +267,9 @@ ESL_DELIVERY_CONCURRENCY = env_int("ESL_DELIVERY_CONCURRENCY", 32)
 ESL_RELAY_BATCH_SIZE = env_int("ESL_RELAY_BATCH_SIZE", 500)
 ESL_RELAY_POLL_SECONDS = float(env_str("ESL_RELAY_POLL_SECONDS", "1"))
 RATE_LIMIT_EVENTS_HOUR = env_int("RATE_LIMIT_EVENTS_HOUR", 10000)
-PRESENCE_OFFLINE_DEBOUNCE = env_int("PRESENCE_OFFLINE_DEBOUNCE", 5)
-PRESENCE_STALE_THRESHOLD = env_int("PRESENCE_STALE_THRESHOLD", 180)
-AVAILABILITY_IDLE_THRESHOLD = env_int("AVAILABILITY_IDLE_THRESHOLD", 900)
+PRESENCE_OFFLINE_DEBOUNCE = env_seconds("PRESENCE_OFFLINE_DEBOUNCE", 5)
+PRESENCE_STALE_THRESHOLD = env_seconds("PRESENCE_STALE_THRESHOLD", 180)
+AVAILABILITY_IDLE_THRESHOLD = env_seconds("AVAILABILITY_IDLE_THRESHOLD", 900)
 
 if ESL_BLOB_STORAGE_URL.startswith("s3://"):
     # s3://bucket/prefix?endpoint_url=https://minio.local:9000 — credentials from the AWS_* variables.
