@@ -5,6 +5,7 @@ held, and its outcomes are written in one transaction guarded by the claim
 token. Many workers may run this at once; ``SKIP LOCKED`` keeps them apart.
 """
 
+import logging
 import math
 import time
 import uuid
@@ -29,6 +30,8 @@ from sapien.events.models import Event
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_health_record
 from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
+
+logger = logging.getLogger(__name__)
 
 CLAIM_SQL = """
 WITH due AS (
@@ -230,6 +233,7 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
             )
             applied = {row[0] for row in cursor.fetchall()}
         recorded = [outcome for outcome in outcomes if outcome.delivery.id in applied]
+        log_outcomes(recorded)
         gone = {
             outcome.delivery.subscription.id
             for outcome in recorded
@@ -244,6 +248,27 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
             o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None
         )
         subscription_health_record(succeeded=succeeded, failed=failed, now=now)
+
+
+def log_outcomes(outcomes: list[Outcome]) -> None:
+    """One line per failed attempt (never a secret or a body) and one per batch."""
+    for outcome in outcomes:
+        if outcome.status == DeliveryStatus.SUCCEEDED:
+            continue
+        logger.info(
+            "Delivery attempt failed",
+            extra={
+                "delivery_id": str(outcome.delivery.id),
+                "event_id": str(outcome.delivery.event.id),
+                "subscription_id": str(outcome.delivery.subscription.id),
+                "attempt": outcome.delivery.attempt,
+                "status_code": outcome.result.status_code if outcome.result else None,
+                "error": outcome.error,
+                "final": outcome.status == DeliveryStatus.FAILED,
+            },
+        )
+    succeeded = sum(1 for outcome in outcomes if outcome.status == DeliveryStatus.SUCCEEDED)
+    logger.debug("Recorded %s outcomes, %s succeeded", len(outcomes), succeeded)
 
 
 def deliver_due(*, batch_size: int, max_seconds: float) -> int:
