@@ -1,9 +1,8 @@
 from django.urls import re_path
 
 from availability import views
+from sapien.core.routers import UUID_PATTERN as UUID
 from sapien.core.routers import OptionalSlashRouter
-
-UUID = "[0-9a-fA-F-]{36}"
 
 router = OptionalSlashRouter()
 router.register("availability/profiles", views.ProfileViewSet, basename="availability-profile")

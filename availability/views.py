@@ -1,9 +1,9 @@
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -62,7 +62,7 @@ class MyAvailabilityView(APIView):
         )
         return Response(AvailabilitySerializer(state).data)
 
-    @extend_schema(request=None, responses=AvailabilitySerializer)
+    @extend_schema(request=None, responses={200: AvailabilitySerializer})
     def delete(self, request: Request) -> Response:
         state = services.manual_status_clear(user=me(request), context=client_context(request))  # type: ignore[arg-type]
         return Response(AvailabilitySerializer(state).data)
@@ -185,6 +185,8 @@ class ProfileViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return AvailabilityProfile.objects.none()
         queryset = AvailabilityProfile.objects.filter(organization=self.request.organization)  # type: ignore[attr-defined]
         if self.request.user is not None:
             return queryset.filter(user=me(self.request))

@@ -104,18 +104,30 @@ atexit.register(stop_everything)
 
 
 def group_members(pgid: int) -> list[int]:
-    members = [pgid]
+    """The leader first, then the rest of its process group and every descendant.
+
+    Descendants count too because some servers move their children into sessions of their
+    own (PostgreSQL's backends call ``setsid()``).
+    """
+    parents: dict[int, int] = {}
+    members = {pgid}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == pgid:
+        if not entry.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
-            members.append(int(entry))
-    return members
+        fields = stat[stat.rfind(")") + 2 :].split()  # fields: state, ppid, pgrp, ...
+        parents[int(entry)] = int(fields[1])
+        if int(fields[2]) == pgid:
+            members.add(int(entry))
+    for _ in range(8):  # bounded depth: enough for master -> worker -> helper
+        added = {pid for pid, parent in parents.items() if parent in members and pid not in members}
+        if not added:
+            break
+        members |= added
+    return [pgid, *sorted(members - {pgid})]
 
 
 def memory_kb(pid: int) -> tuple[int, int]:

@@ -51,6 +51,7 @@ from bench import procs  # noqa: E402
 from bench.loadgen import LoadResult, peer_body, person_body, run_load  # noqa: E402
 from bench.peer import PeerStack  # noqa: E402
 from bench.procs import HOST, CpuMeter, MemorySampler, Proc, free_port, wait_port  # noqa: E402
+from bench.profile import Profiler, py_spy  # noqa: E402
 from bench.stack import DEFAULT_AMQP, SapienStack, Services, amqp_answers, redact  # noqa: E402
 
 PYTHON = sys.executable
@@ -70,17 +71,20 @@ class Config:
     limit_seconds: float
     peer: bool
     soak: bool
+    drain_events: int
     soak_seconds: float = 600.0
     soak_rate: float = 50.0
+    profile_dir: Path | None = None  # --profile: py-spy collapsed stacks of phase (a) go here
 
 
 def build_config(args: argparse.Namespace) -> Config:
     if args.quick:
         return Config(quick=True, events=args.events or 50, subs=args.subs or 2, threads=8, latency_seconds=5,
-                      relay_events=1000, api_requests=100, limit_seconds=1, peer=args.peer,
+                      relay_events=1000, api_requests=100, limit_seconds=1, peer=args.peer, drain_events=200,
                       soak=args.soak)  # fmt: skip
     return Config(quick=False, events=args.events or 2000, subs=args.subs or 3, threads=8, latency_seconds=30,
-                  relay_events=20000, api_requests=1000, limit_seconds=5, peer=not args.no_peer,
+                  relay_events=20000, api_requests=600, limit_seconds=5, peer=not args.no_peer,
+                  drain_events=2000,
                   soak=args.soak)  # fmt: skip
 
 
@@ -182,11 +186,13 @@ def drain_timeout(expected: int) -> float:
 
 def delivery_phase(
     receiver: ReceiverClient, sampler: MemorySampler, url: str, token: str | None, body: Any, subs: int, *,
-    count: int, threads: int, rate: float | None = None, max_seconds: float = 600,
+    count: int, threads: int, rate: float | None = None, max_seconds: float = 600, profiler: Profiler | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Writes ``count`` entities (closed loop, or open loop at ``rate``) and waits for every delivery."""
     receiver.reset()
     meter = CpuMeter(sampler)
+    if profiler:
+        profiler.start()
     load = run_load(url, token, body, count=count, threads=threads, rate=rate, max_seconds=max_seconds)
     expected = load.ok * subs
     receiver.wait_for(expected, drain_timeout(expected))
@@ -194,6 +200,8 @@ def delivery_phase(
     cpu = meter.stop(work_items=len(records))
     out = analyze(records, expected=expected, start=load.first_start)
     out["cpu"] = cpu
+    if profiler:
+        out["profile"] = profiler.stop()
     out["load"] = load_summary(load)
     out["events"] = load.ok
     out["events_per_s"] = out["deliveries_per_s"] / subs if out["deliveries_per_s"] else None
@@ -204,13 +212,13 @@ def delivery_phase(
 
 def delivery_phases(
     cfg: Config, receiver: ReceiverClient, sampler: MemorySampler, api: str, token: str | None,
-    bodies: Callable[[str], Any], title: str,
+    bodies: Callable[[str], Any], title: str, targets: Callable[[], dict[str, int]],
 ) -> dict[str, Any]:  # fmt: skip
     """Warm-up, (a) sustained throughput, (b) latency at 100 events/s and at 80 % of (a)'s event rate."""
     out: dict[str, Any] = {}
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
-    def phase(tag: str, count: int, rate: float | None = None) -> dict[str, Any]:
+    def phase(tag: str, count: int, rate: float | None = None, profile: bool = False) -> dict[str, Any]:
         return delivery_phase(
             receiver,
             sampler,
@@ -222,12 +230,13 @@ def delivery_phases(
             threads=cfg.threads,
             rate=rate,
             max_seconds=cfg.latency_seconds * 1.2 + 1 if rate else 600,
+            profiler=Profiler(cfg.profile_dir / slug, targets()) if profile and cfg.profile_dir else None,
         )
 
     log(f"{title} warm-up")
     out["warmup_missing"] = phase("warm", 20 if cfg.quick else 40)["missing"]
     log(f"{title} (a) {cfg.events} writes x {cfg.subs} subscriptions, {cfg.threads} client threads")
-    a = out["a_sustained"] = phase("a", cfg.events)
+    a = out["a_sustained"] = phase("a", cfg.events, profile=True)
     log(f"    {fmt(a['deliveries_per_s'])} deliveries/s, API {a['load']['req_per_s']} writes/s, missing {a['missing']}")
     out["b_latency"] = []
     event_rate = a["events_per_s"] or 10.0
@@ -296,13 +305,15 @@ def sapien_run(
                             f"{receiver_url}/sapien")  # fmt: skip
         token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
         api = f"{stack.base_url}/api/persons"
-        out |= delivery_phases(cfg, receiver, sampler, api, token, person_body, f"[{broker}]")
+        out |= delivery_phases(cfg, receiver, sampler, api, token, person_body, f"[{broker}]",
+                               lambda: profile_targets(stack.procs))  # fmt: skip
 
         out["d_api"] = api_on_off(cfg, stack, receiver_url, broker)
-        out["c_relay"] = relay_phase(cfg, stack, db_url, broker)
+        out["c_relay"] = relay_phase(cfg, stack, db_url, broker, receiver, receiver_url)
 
         if cfg.soak:
-            out["soak"] = soak_phase(cfg, stack, receiver, api, token, sampler, broker)
+            rate = round(min(cfg.soak_rate, 0.5 * (out["a_sustained"]["events_per_s"] or 20.0)), 1)
+            out["soak"] = soak_phase(cfg, stack, receiver, api, token, sampler, broker, rate)
         dead = stack.check_alive()
         if dead:
             out["exited_processes"] = dead
@@ -311,13 +322,29 @@ def sapien_run(
     return out
 
 
+def profile_targets(running: dict[str, Proc]) -> dict[str, int]:
+    """gunicorn workers, the Celery parent and pool processes, the relay: what py-spy should sample."""
+    targets: dict[str, int] = {}
+    for name, proc in running.items():
+        pids = proc.group_pids()
+        if name == "web":
+            targets |= {f"web-worker{i}": pid for i, pid in enumerate(pids[1:], 1)}
+        elif name == "worker":
+            targets["celery-parent"] = pids[0]
+            targets |= {f"celery-child{i}": pid for i, pid in enumerate(pids[1:], 1)}
+        elif name == "relay":
+            targets["relay"] = pids[0]
+    return targets
+
+
 def api_on_off(cfg: Config, stack: SapienStack, receiver_url: str, broker: str) -> dict[str, Any]:
     """API create req/s, closed loop, for an organization without subscriptions: the write path's cost only."""
     tenant = stack.side("tenant", "--name", f"bench-{broker}-d", "--subs", "0", "--callback", f"{receiver_url}/x")
     token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
     api = f"{stack.base_url}/api/persons"
     runs: dict[str, Any] = {}
-    for label, enabled in (("true", "true"), ("false", "false"), ("true again", "true")):
+    rounds = 1 if cfg.quick else 2  # alternate on/off so that a burst of foreign load hits both sides
+    for label, enabled in [(f"{flag} #{n}", flag) for n in range(1, rounds + 1) for flag in ("true", "false")]:
         stack.stop("web")
         stack.start("web", ESL_ENABLED=enabled)
         run_load(api, token, person_body("dw"), count=20 if cfg.quick else 40, threads=cfg.threads)  # warm-up
@@ -325,16 +352,29 @@ def api_on_off(cfg: Config, stack: SapienStack, receiver_url: str, broker: str) 
         result = run_load(api, token, person_body("d"), count=cfg.api_requests, threads=cfg.threads)
         runs[label] = load_summary(result) | {"cpu": meter.stop(work_items=result.ok)}
         log(f"[{broker}] (d) ESL_ENABLED={enabled}: {result.rate:.0f} creates/s ({len(result.errors)} errors)")
-    on = (runs["true"]["req_per_s"] + runs["true again"]["req_per_s"]) / 2
-    return {"runs": runs, "on_req_per_s": on, "off_req_per_s": runs["false"]["req_per_s"],
-            "ratio_on_off": ratio(on, runs["false"]["req_per_s"])}  # fmt: skip
+
+    def mean(flag: str, key: str) -> float:
+        values = [run[key] if key in run else run["cpu"].get(key) or 0.0 for label, run in runs.items()
+                  if label.startswith(flag)]  # fmt: skip
+        return sum(values) / len(values)
+
+    on, off = mean("true", "req_per_s"), mean("false", "req_per_s")
+    cpu_on, cpu_off = mean("true", "bench_cpu_ms_per_item"), mean("false", "bench_cpu_ms_per_item")
+    return {"runs": runs, "on_req_per_s": on, "off_req_per_s": off, "ratio_on_off": ratio(on, off),
+            "cpu_ms_on": cpu_on, "cpu_ms_off": cpu_off, "cpu_ratio_off_on": ratio(cpu_off, cpu_on)}  # fmt: skip
 
 
-def relay_phase(cfg: Config, stack: SapienStack, db_url: str, broker: str) -> dict[str, Any]:
-    """Relay stopped; N events straight into the outbox; time relay_pending; compare with raw SQL."""
+def relay_phase(
+    cfg: Config, stack: SapienStack, db_url: str, broker: str, receiver: ReceiverClient, receiver_url: str
+) -> dict[str, Any]:
+    """Relay stopped; N events straight into the outbox; time relay_pending; compare with raw SQL.
+
+    Then the delivery side alone: part of the fanned-out deliveries is kept, held back, the worker
+    started, and the deliveries released at once; the receiver times the drain.
+    """
     n = cfg.relay_events
     tenant = stack.side("tenant", "--name", f"bench-{broker}-c", "--subs", str(cfg.subs), "--callback",
-                        "http://127.0.0.1:9/never")  # fmt: skip
+                        f"{receiver_url}/drain")  # fmt: skip
     org = str(tenant["organization_id"])
     stack.stop("beat", "relay", "worker")  # beat's relay sweep and the worker would race the probe
     try:
@@ -351,10 +391,26 @@ def relay_phase(cfg: Config, stack: SapienStack, db_url: str, broker: str) -> di
         log(f"[{broker}] (c) relay_pending over {n} outbox rows x {cfg.subs} subscriptions")
         probe = stack.side("relay-probe")
         with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("DELETE FROM deliveries_delivery WHERE organization_id = %s", (org,))
-            conn.execute("DELETE FROM events_event WHERE organization_id = %s", (org,))
+            conn.execute(
+                "DELETE FROM deliveries_delivery WHERE organization_id = %s AND event_id NOT IN"
+                " (SELECT id FROM events_event WHERE organization_id = %s ORDER BY created_at LIMIT %s)",
+                (org, org, cfg.drain_events),
+            )
+            conn.execute(
+                "UPDATE deliveries_delivery SET next_attempt_at = now() + interval '1 day' WHERE organization_id = %s",
+                (org,),
+            )
     finally:
         stack.start("relay", "worker", "beat")
+    drain = drain_phase(cfg, stack, db_url, org, broker, receiver)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM deliveries_deliveryattempt WHERE delivery_id IN"
+            " (SELECT id FROM deliveries_delivery WHERE organization_id = %s)",
+            (org,),
+        )
+        conn.execute("DELETE FROM deliveries_delivery WHERE organization_id = %s", (org,))
+        conn.execute("DELETE FROM events_event WHERE organization_id = %s", (org,))
     baseline = run_json([PYTHON, str(ROOT / "bench" / "limits.py"), "relay-sql", "--url", db_url, "--events", str(n),
                          "--subs", str(cfg.subs), "--batch", str(probe["batch_size"])], 600)  # fmt: skip
     sapien_rate = probe["events"] / probe["seconds"]
@@ -364,16 +420,43 @@ def relay_phase(cfg: Config, stack: SapienStack, db_url: str, broker: str) -> di
         "events": n, "leftover_before": leftover, "probe": probe, "baseline": baseline,
         "events_per_s": sapien_rate, "deliveries_per_s": probe["deliveries"] / probe["seconds"],
         "baseline_events_per_s": base_rate, "baseline_deliveries_per_s": baseline["deliveries"] / baseline["seconds"],
-        "ratio_to_baseline": ratio(sapien_rate, base_rate),
+        "ratio_to_baseline": ratio(sapien_rate, base_rate), "drain": drain,
     }  # fmt: skip
+
+
+def drain_phase(
+    cfg: Config, stack: SapienStack, db_url: str, org: str, broker: str, receiver: ReceiverClient
+) -> dict[str, Any]:
+    """Delivery capacity without the API: held-back deliveries released at once, timed at the receiver."""
+    time.sleep(3)  # the worker and beat connect to the broker
+    receiver.reset()
+    meter = CpuMeter(stack.sampler)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "WITH released AS (UPDATE deliveries_delivery SET next_attempt_at = now() WHERE organization_id = %s"
+            " RETURNING 1) SELECT count(*) FROM released",
+            (org,),
+        ).fetchone()
+    released_at = time.time()
+    expected = row[0] if row else 0
+    log(f"[{broker}] (a2) delivery drain: {expected} deliveries released at once (woken by beat's 1 s sweep)")
+    receiver.wait_for(expected, drain_timeout(expected))
+    records = receiver.dump()
+    out = analyze(records, expected=expected, start=released_at) | {"cpu": meter.stop(work_items=len(records))}
+    arrivals = sorted(record[0] for record in records)
+    out["first_receipt_after_s"] = round(arrivals[0] - released_at, 3) if arrivals else None
+    out["first_to_last_per_s"] = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
+    log(f"    {fmt(out['first_to_last_per_s'])} deliveries/s first->last receipt, missing {out['missing']}")
+    return out
 
 
 def soak_phase(
     cfg: Config, stack: SapienStack, receiver: ReceiverClient, api: str, token: str, sampler: MemorySampler,
-    broker: str,
+    broker: str, rate: float,
 ) -> dict[str, Any]:  # fmt: skip
-    count = int(cfg.soak_rate * cfg.soak_seconds)
-    log(f"[{broker}] (e) soak: {cfg.soak_rate:.0f} events/s for {cfg.soak_seconds:.0f} s")
+    """A moderate rate (half of (a)'s event rate, at most 50/s) for 10 minutes; RSS sampled every 5 s."""
+    count = int(rate * cfg.soak_seconds)
+    log(f"[{broker}] (e) soak: {rate:.1f} events/s for {cfg.soak_seconds:.0f} s")
     receiver.reset()
     sampler.series = []
     sampler.record_series = True
@@ -381,12 +464,11 @@ def soak_phase(
 
     def load() -> None:
         holder["load"] = run_load(api, token, person_body(f"soak-{broker}"), count=count, threads=cfg.threads,
-                                  rate=cfg.soak_rate, max_seconds=cfg.soak_seconds + 60)  # fmt: skip
+                                  rate=rate, max_seconds=cfg.soak_seconds + 60)  # fmt: skip
 
     thread = threading.Thread(target=load, daemon=True)
     started = time.time()
     thread.start()
-    records: list[list[Any]] = []
     latencies: list[float] = []
     seen: set[str] = set()
     received = 0
@@ -410,11 +492,10 @@ def soak_phase(
     absorb(receiver.dump())
     sampler.record_series = False
     growth = rss_growth(sampler.series, started + 60)
-    del records
     missing = max(expected - len(seen), 0)
     log(f"    soak: {len(seen)}/{expected} delivered, missing {missing}")
     return {
-        "rate": cfg.soak_rate, "seconds": cfg.soak_seconds, "expected": expected, "unique": len(seen),
+        "rate": rate, "seconds": cfg.soak_seconds, "expected": expected, "unique": len(seen),
         "duplicates": received - len(seen), "missing": missing,
         "latency_ms": {"p50": ms(pct(latencies, 0.5)), "p95": ms(pct(latencies, 0.95)),
                        "p99": ms(pct(latencies, 0.99))},
@@ -452,7 +533,8 @@ def peer_run(
     peer.start()
     try:
         api = f"{peer.base_url}/persons"
-        out |= delivery_phases(cfg, receiver, sampler, api, None, peer_body, f"[{broker}] peer")
+        out |= delivery_phases(cfg, receiver, sampler, api, None, peer_body, f"[{broker}] peer",
+                               lambda: profile_targets(peer.procs))  # fmt: skip
         dead = peer.check_alive()
         if dead:
             out["exited_processes"] = dead
@@ -473,7 +555,9 @@ def fmt(value: Any, digits: int = 0) -> str:
 
 
 def fx(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+    if value is None:
+        return "-"
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -550,6 +634,18 @@ def report(results: dict[str, Any]) -> None:
                 ["raw SQL DELETE..SKIP LOCKED -> INSERT", fmt(c["baseline_events_per_s"]),
                  fmt(c["baseline_deliveries_per_s"]), "1.00x", ""],
             ])  # fmt: skip
+        drain = c.get("drain") if c else None
+        if drain:
+            cpu = drain["cpu"]
+            worker_cpu = sum(v for k, v in cpu["cpu_seconds_by_group"].items() if k.endswith(".worker"))
+            table(f"[{broker}] (a2) delivery side alone: {drain['expected']} due deliveries released at once", [
+                "deliveries/s (first->last receipt)", "missing", "dups", "first receipt after",
+                "worker CPU ms/delivery",
+                "CPU ms/delivery (all)", "foreign cores", "vs HTTP limit"], [[
+                fmt(drain["first_to_last_per_s"]), fmt(drain["missing"]), fmt(drain["duplicates"]),
+                f"{fmt(drain['first_receipt_after_s'], 2)} s",
+                fmt(1000 * worker_cpu / max(drain["unique"], 1), 2), fmt(cpu.get("bench_cpu_ms_per_item"), 2),
+                fmt(cpu["foreign_cores"], 2), fx(ratio(drain["first_to_last_per_s"], http.get("rps")))]])  # fmt: skip
         d = sapien.get("d_api", {})
         if d:
             table(f"[{broker}] (d) API create, closed loop, {results['config']['threads']} threads, no subscriptions", [
@@ -557,21 +653,41 @@ def report(results: dict[str, Any]) -> None:
                 "vs PG INSERT 8 conns"],
                 [[label, fmt(run_["req_per_s"]), fmt(run_["p50_ms"], 1), fmt(run_["p99_ms"], 1),
                   fmt(run_["cpu"].get("bench_cpu_ms_per_item"), 2), fmt(run_["cpu"]["foreign_cores"], 2),
-                  fx(ratio(run_["req_per_s"], d["off_req_per_s"])), fx(ratio(run_["req_per_s"], pg8.get("rows_per_s")))]
+                  fx(ratio(run_["req_per_s"], d["off_req_per_s"])),
+                  fx(ratio(run_["req_per_s"], pg8.get("rows_per_s")))]
                  for label, run_ in d["runs"].items()])  # fmt: skip
-            print(f"  ratio on/off (mean of both 'on' runs): {fx(d['ratio_on_off'])}")
+            print(
+                f"  ratio on/off, creates/s (means): {fx(d['ratio_on_off'])}; by CPU per create (off/on): "
+                f"{fx(d['cpu_ratio_off_on'])} ({fmt(d['cpu_ms_on'], 2)} vs {fmt(d['cpu_ms_off'], 2)} ms)"
+            )
         if peer.get("error"):
             print(f"\n[{broker}] peer: {peer['error']}")
         soak = sapien.get("soak")
         if soak:
-            print(f"\n[{broker}] (e) soak {soak['rate']:.0f} events/s x {soak['seconds']:.0f} s: "
+            print(f"\n[{broker}] (e) soak {soak['rate']:.1f} events/s x {soak['seconds']:.0f} s: "
                   f"{soak['unique']}/{soak['expected']} delivered, missing {soak['missing']}, "
                   f"p50/p99 {soak['latency_ms']['p50']}/{soak['latency_ms']['p99']} ms")  # fmt: skip
             table("  RSS growth, after 1 min -> end", ["process", "MB after 1 min", "MB at end", "growth"], [
                 [key, fmt(value["after_1min_mb"], 1), fmt(value["end_mb"], 1), f"{value['growth_pct']:+.1f}%"]
                 for key, value in soak["rss_growth"].items()])  # fmt: skip
     rss_table(results.get("rss", []))
+    for broker, run in results.get("brokers", {}).items():
+        for who in ("sapien", "peer"):
+            profile = ((run.get(who) or {}).get("a_sustained") or {}).get("profile")
+            if profile:
+                profile_report(f"[{broker}] {who}", profile)
     print(f"\nAll processes: {results.get('totals', {})}")
+
+
+def profile_report(title: str, profile: dict[str, Any]) -> None:
+    print(f"\n{title}: py-spy during (a), share of each process's samples")
+    for process, summary in profile.items():
+        if not summary:
+            continue
+        print(f"  {process} ({int(summary['samples'][0][1])} samples)")
+        for key, label, count in (("by_package", "running code in", 8), ("self", "hottest frames", 5),
+                                  ("app_total", "app code incl. callees", 10)):  # fmt: skip
+            print(f"    {label}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in summary[key][:count]))
 
 
 def rss_table(rss: list[dict[str, Any]]) -> None:
@@ -635,10 +751,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peer", action="store_true", help="skip the django-webhook peer")
     parser.add_argument("--peer", action="store_true", help="run the peer even with --quick")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the pipeline during (a) (needs py-spy)")
     parser.add_argument("--ref", help="benchmark this git revision (exported with git archive) instead of the "
                         "working tree, e.g. --ref HEAD while the working tree is being edited")  # fmt: skip
     args = parser.parse_args(argv)
     cfg = build_config(args)
+    started_at = datetime.now(UTC)
+    stamp = f"{started_at.strftime('%Y%m%dT%H%M%SZ')}{'-quick' if cfg.quick else ''}"
+    if args.profile:
+        if py_spy() is None:
+            log("--profile needs py-spy: .venv/bin/pip install py-spy")
+            return 2
+        cfg.profile_dir = RESULTS / f"{stamp}-profiles"
     amqp_url = os.environ.get("ESL_BENCH_AMQP_URL", DEFAULT_AMQP)
     broker_choice = args.broker or ("redis" if cfg.quick else "both")
     brokers = ["redis", "amqp"] if broker_choice == "both" else [broker_choice]
@@ -653,7 +777,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks below
     work = Path(tempfile.mkdtemp(prefix="sapien-bench-"))
     os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
-    started_at = datetime.now(UTC)
     results: dict[str, Any] = {"started_at": started_at.isoformat(), "config": vars(cfg) | {"brokers": brokers},
                                "brokers": {}, "notes": notes}  # fmt: skip
     sampler = MemorySampler(interval=1.0 if not cfg.soak else 5.0)
@@ -713,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}{'-quick' if cfg.quick else ''}.json"
+    path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     if "error" not in results:
         report(results)
@@ -744,7 +867,8 @@ def lost_deliveries(results: dict[str, Any]) -> int:
     total = 0
     for run in results.get("brokers", {}).values():
         sapien = run.get("sapien") or {}
-        phases = [sapien.get("a_sustained") or {}, *(sapien.get("b_latency") or []), sapien.get("soak") or {}]
+        phases = [sapien.get("a_sustained") or {}, *(sapien.get("b_latency") or []), sapien.get("soak") or {},
+                  (sapien.get("c_relay") or {}).get("drain") or {}]  # fmt: skip
         total += sum(int(phase.get("missing", 0)) for phase in phases) + int(sapien.get("warmup_missing", 0))
     return total
 

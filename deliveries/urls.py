@@ -1,8 +1,7 @@
 from django.urls import path, re_path
 
 from deliveries.views import BlobView, DeliveryDetailView, DeliveryListView, RedeliverView, ReplayView
-
-UUID = "[0-9a-fA-F-]{36}"
+from sapien.core.routers import UUID_PATTERN as UUID
 
 urlpatterns = [
     re_path(rf"^subscriptions/(?P<subscription_id>{UUID})/deliveries/?$", DeliveryListView.as_view(),

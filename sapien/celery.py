@@ -4,6 +4,7 @@ Celery carries wake-ups only: what is due lives in PostgreSQL, and the periodic
 sweeps below guarantee progress when a message is lost.
 """
 
+import logging
 import os
 from typing import Any
 
@@ -13,6 +14,36 @@ from celery.signals import task_postrun, task_prerun
 from sapien.events.context import bind_context, clear_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
+
+logger = logging.getLogger(__name__)
+
+
+def _survive_redis_channel_close_after_connection_loss() -> None:
+    """Keeps a worker alive when Redis goes away (kombu 5.x, Redis transport).
+
+    On a lost connection the worker closes its channel, and the channel tries to
+    restore unacknowledged messages through a connection that is already gone:
+    ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which ends
+    the worker. Our messages are only wake-ups (PostgreSQL holds what is due), so
+    skipping that restore loses nothing; the worker then reconnects as usual.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original_close = kombu_redis.Channel.close
+    if getattr(original_close, "sapien_tolerant", False):
+        return
+
+    def close(self: Any) -> None:
+        try:
+            original_close(self)
+        except AttributeError:
+            logger.warning("Broker connection already gone while closing a channel; reconnecting.")
+
+    close.sapien_tolerant = True  # type: ignore[attr-defined]
+    kombu_redis.Channel.close = close  # type: ignore[method-assign]
+
+
+_survive_redis_channel_close_after_connection_loss()
 
 app = Celery("sapien")
 app.config_from_object("django.conf:settings", namespace="CELERY")

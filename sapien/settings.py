@@ -169,17 +169,16 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "oauth2": {
-                "type": "oauth2",
-                "flows": {
-                    "clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}},
-                },
-            }
-        }
-    },
     "SECURITY": [{"oauth2": []}],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sapien.core.schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "PersonStatusEnum": "sapien.entities.models.PersonStatus",
+        "AvailabilityStatusEnum": "availability.models.Status",
+        "DeliveryStatusEnum": "deliveries.models.DeliveryStatus",
+    },
 }
 
 LOGGING = {

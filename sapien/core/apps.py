@@ -8,4 +8,5 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Make the project's Celery app the current one in every process that loads Django.
-        import sapien.celery  # noqa: F401
+        import sapien.celery
+        import sapien.core.schema  # noqa: F401  (registers the OpenAPI extension)

@@ -2,6 +2,8 @@ from typing import Any
 
 from rest_framework.routers import SimpleRouter
 
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
 
 class OptionalSlashRouter(SimpleRouter):
     """``/api/persons`` and ``/api/persons/`` both resolve; a POST is never redirected."""

@@ -1,5 +1,6 @@
 import django_filters
 
+from sapien.core.filters import UTCDateTimeFilter
 from sapien.entities.models import Person, PersonStatus, Pet, Toy
 
 
@@ -7,8 +8,8 @@ class PersonFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
     email = django_filters.CharFilter(lookup_expr="iexact")
     status = django_filters.ChoiceFilter(choices=PersonStatus.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Person

@@ -1,6 +1,7 @@
 """The whole pipeline as real processes: relay, Celery worker(s) and beat, a broker, a receiver."""
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,25 @@ class Platform:
         self.beat()
         return self
 
+    def supervise(self) -> list[str]:
+        """Restarts processes that exit, as a process manager would in production; returns what it restarted."""
+        restarted: list[str] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.5):
+                for process in self.running:
+                    if process.popen is not None and process.popen.poll() is not None:
+                        restarted.append(process.name)
+                        process.start()
+
+        self._supervisor_stop = stop
+        threading.Thread(target=watch, daemon=True).start()
+        return restarted
+
     def stop_all(self) -> None:
+        if hasattr(self, "_supervisor_stop"):
+            self._supervisor_stop.set()
         for process in reversed(self.running):
             process.stop()
 
