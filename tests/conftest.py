@@ -11,6 +11,8 @@ from rest_framework.test import APIClient
 
 from sapien.core.models import Application, Organization, Tier, User
 
+pytest_plugins = ["tests.support.platform"]
+
 ALL_SCOPES = (
     "events:subscribe events:read events:admin entities:read entities:write availability:read availability:write"
 )

@@ -1,5 +1,7 @@
 """A real HTTP receiver on loopback that records every webhook it is sent."""
 
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ class ReceivedRequest:
 
 
 Reply = tuple[int, dict[str, str], bytes]
+RESET = 0  # a responder answering this status resets the connection instead
 Responder = Callable[[ReceivedRequest], Reply]
 
 
@@ -51,6 +54,12 @@ class Receiver:
                     receiver.requests.append(request)
                     receiver._condition.notify_all()
                 status, headers, body = receiver.responder(request)
+                if status == RESET:
+                    # Abort with a TCP reset and no answer at all, as a crashing receiver would.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

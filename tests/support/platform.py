@@ -1,4 +1,7 @@
-"""The whole pipeline as real processes: relay, Celery worker(s) and beat, a broker, a receiver."""
+"""Fixtures for the whole pipeline as real processes: relay, Celery worker(s) and beat, a broker, a receiver.
+
+Registered for the whole suite in ``tests/conftest.py``.
+"""
 
 import os
 import threading
