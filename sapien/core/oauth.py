@@ -4,9 +4,11 @@ A client may only ask for the scopes it was created with, and a user may only ge
 a token from a client of their own organization.
 """
 
+import hashlib
 from typing import Any
 
 from django.conf import settings
+from oauth2_provider.models import AccessToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import BaseScopes
 
@@ -36,6 +38,15 @@ def _same_organization(request: Any) -> bool:
 
 
 class OrganizationOAuth2Validator(OAuth2Validator):
+    def _load_access_token(self, token: str) -> Any:
+        """As django-oauth-toolkit does, with the organization in the same query (one less per request)."""
+        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        return (
+            AccessToken.objects.select_related("application__organization", "user")
+            .filter(token_checksum=checksum)
+            .first()
+        )
+
     def validate_user(self, username: str, password: str, client: Any, request: Any, *args: Any, **kwargs: Any) -> bool:
         return super().validate_user(username, password, client, request, *args, **kwargs) and _same_organization(
             request

@@ -22,6 +22,8 @@ TRACKED_FIELDS: dict[type[Model], dict[str, str]] = {
     Toy: {"name": "name", "pet": "pet_id"},
 }
 EVENT_PREFIX: dict[type[Model], str] = {Person: "person", Pet: "pet", Toy: "toy"}
+# The reverse relations each entity's representation shows.
+CHILDREN: dict[type[Model], dict[str, type[Model]]] = {Person: {"pets": Pet}, Pet: {"toys": Toy}}
 
 
 def _json_value(value: Any) -> Any:
@@ -55,6 +57,11 @@ def record_entity_event(instance: TracksOriginalValues, action: str, data: dict[
 def entity_saved(sender: type[Model], instance: TracksOriginalValues, created: bool, **kwargs: Any) -> None:
     if kwargs.get("raw"):
         return  # fixtures loading
+    if created:
+        # Nothing can point to a row that did not exist: its children need no query (event and response).
+        instance._prefetched_objects_cache = {  # type: ignore[attr-defined]
+            name: model._default_manager.none() for name, model in CHILDREN.get(type(instance), {}).items()
+        }
     record_entity_event(instance, "created" if created else "updated")
     instance.remember_current_values()
 
