@@ -27,6 +27,7 @@ class DeclarationAdmin(admin.ModelAdmin[Declaration]):
     list_filter = ["kind", "status", "organization"]
     search_fields = ["user__email"]
     raw_id_fields = ["user"]
+    exclude = ["organization", "actor_id"]  # both follow from the user and the operator
 
     def save_model(self, request: HttpRequest, obj: Declaration, form: Any, change: bool) -> None:
         with transaction.atomic():

@@ -35,6 +35,8 @@ def failed_delivery(organization):  # type: ignore[no-untyped-def]
         "/admin/", "/admin/core/organization/", "/admin/core/user/", "/admin/core/application/",
         "/admin/entities/person/", "/admin/entities/pet/", "/admin/entities/toy/", "/admin/subscriptions/subscription/",
         "/admin/deliveries/delivery/", "/admin/events/event/", "/admin/deliveries/blob/",
+        "/admin/availability/useravailability/", "/admin/availability/declaration/",
+        "/admin/availability/connection/", "/admin/availability/availabilityprofile/",
     ],
 )  # fmt: skip
 def test_every_admin_list_renders(admin_client: Client, failed_delivery, path: str) -> None:  # type: ignore[no-untyped-def]
@@ -98,3 +100,21 @@ def test_an_entity_changed_in_the_admin_records_its_event(admin_client: Client, 
     updated = Event.objects.get(type="person.updated")
     assert updated.payload["changes"] == {"name": {"old": "Before", "new": "After"}}
     assert updated.payload["metadata"]["source"] == "admin"
+
+
+def test_an_override_added_in_the_admin_takes_effect_at_once(admin_client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+    from availability.models import UserAvailability
+    from sapien.core.models import User
+
+    user = User.objects.create_user("ada@example.com", "correct-horse", organization=organization)
+
+    response = admin_client.post(
+        "/admin/availability/declaration/add/",
+        {"user": user.pk, "kind": "system_override", "status": "do_not_disturb", "custom_message": "Leave"},
+    )
+
+    assert response.status_code == 302
+    state = UserAvailability.objects.get(user=user)
+    assert (state.status, state.custom_message, state.trigger) == ("do_not_disturb", "Leave", "system_override")
+    assert state.event_due_at is not None  # its events are on their way
+    assert admin_client.get(f"/admin/availability/useravailability/{user.pk}/change/").status_code == 200
