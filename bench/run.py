@@ -1,6 +1,7 @@
 """Sapien ESL benchmark: the whole pipeline on loopback, with a peer and physical limits measured in the same run.
 
     .venv/bin/python bench/run.py [--quick] [--soak] [--broker redis|amqp|both] [--events K] [--subs M]
+                                  [--no-peer] [--profile] [--ref REV] [--keep]
     make bench BENCH_ARGS="--quick"
 
 Starts, in a temporary directory: embedded PostgreSQL and Redis (free ports), a fast
@@ -9,6 +10,7 @@ relay, Celery worker (concurrency 2) and beat; then the ``django-webhook`` peer 
 the same database server, broker and receiver. Figures:
 
     (a) sustained end-to-end deliveries/s: K events x M subscriptions, first write -> last receipt
+    (a2) the delivery side alone: due deliveries released at once, drained by the worker
     (b) latency event timestamp -> receipt, p50/p95/p99, at 100 events/s and at 80 % of (a)'s event rate
     (c) relay throughput (outbox rows/s) vs a raw-SQL claim-and-insert loop
     (d) API create throughput with ESL_ENABLED=true vs false
@@ -16,7 +18,7 @@ the same database server, broker and receiver. Figures:
     limits: one keep-alive client posting to the receiver (req/s); single-row INSERTs (rows/s)
 
 A table is printed and the figures go to bench/results/<timestamp>.json. The exit
-status is non-zero when a Sapien delivery was lost (received < expected).
+status is non-zero when a Sapien delivery was lost (received < expected). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -83,8 +85,7 @@ def build_config(args: argparse.Namespace) -> Config:
                       relay_events=1000, api_requests=100, limit_seconds=1, peer=args.peer, drain_events=200,
                       soak=args.soak)  # fmt: skip
     return Config(quick=False, events=args.events or 2000, subs=args.subs or 3, threads=8, latency_seconds=30,
-                  relay_events=20000, api_requests=600, limit_seconds=5, peer=not args.no_peer,
-                  drain_events=2000,
+                  relay_events=20000, api_requests=600, limit_seconds=5, peer=not args.no_peer, drain_events=2000,
                   soak=args.soak)  # fmt: skip
 
 
@@ -352,6 +353,8 @@ def api_on_off(cfg: Config, stack: SapienStack, receiver_url: str, broker: str) 
         result = run_load(api, token, person_body("d"), count=cfg.api_requests, threads=cfg.threads)
         runs[label] = load_summary(result) | {"cpu": meter.stop(work_items=result.ok)}
         log(f"[{broker}] (d) ESL_ENABLED={enabled}: {result.rate:.0f} creates/s ({len(result.errors)} errors)")
+    stack.stop("web")
+    stack.start("web")  # back to the environment's own ESL_ENABLED for the phases that follow
 
     def mean(flag: str, key: str) -> float:
         values = [run[key] if key in run else run["cpu"].get(key) or 0.0 for label, run in runs.items()
@@ -492,6 +495,9 @@ def soak_phase(
     absorb(receiver.dump())
     sampler.record_series = False
     growth = rss_growth(sampler.series, started + 60)
+    for key, value in growth.items():
+        label, _, pid = key.rpartition("/")
+        value["process"] = sampler.labels.get((label, int(pid)), "")
     missing = max(expected - len(seen), 0)
     log(f"    soak: {len(seen)}/{expected} delivered, missing {missing}")
     return {
@@ -667,8 +673,10 @@ def report(results: dict[str, Any]) -> None:
             print(f"\n[{broker}] (e) soak {soak['rate']:.1f} events/s x {soak['seconds']:.0f} s: "
                   f"{soak['unique']}/{soak['expected']} delivered, missing {soak['missing']}, "
                   f"p50/p99 {soak['latency_ms']['p50']}/{soak['latency_ms']['p99']} ms")  # fmt: skip
-            table("  RSS growth, after 1 min -> end", ["process", "MB after 1 min", "MB at end", "growth"], [
-                [key, fmt(value["after_1min_mb"], 1), fmt(value["end_mb"], 1), f"{value['growth_pct']:+.1f}%"]
+            table("  RSS growth, after 1 min -> end (PostgreSQL's RSS includes the shared buffers it touched)",
+                  ["group/pid", "process", "MB after 1 min", "MB at end", "growth"], [
+                [key, value.get("process", "")[:50], fmt(value["after_1min_mb"], 1), fmt(value["end_mb"], 1),
+                 f"{value['growth_pct']:+.1f}%"]
                 for key, value in soak["rss_growth"].items()])  # fmt: skip
     rss_table(results.get("rss", []))
     for broker, run in results.get("brokers", {}).items():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from deliveries import retry
@@ -271,6 +271,21 @@ def log_outcomes(outcomes: list[Outcome]) -> None:
     logger.debug("Recorded %s outcomes, %s succeeded", len(outcomes), succeeded)
 
 
+def record_outcomes_persistently(outcomes: list[Outcome], *, token: uuid.UUID, tries: int = 8) -> None:
+    """Records what was sent even across a database restart: the attempts happened, and recording them
+    now spares a second send once the claim lapses. Gives up (the lease then covers it) after ~15 s."""
+    for attempt in range(1, tries + 1):
+        try:
+            record_outcomes(outcomes, token=token)
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == tries:
+                raise
+            logger.warning("Could not record %s outcomes (database unavailable); retrying.", len(outcomes))
+            connection.close()  # the next try opens a fresh connection
+            time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
+
+
 def deliver_due(*, batch_size: int, max_seconds: float) -> int:
     """Claims, sends and records batches until nothing is due or time is up; returns how many were sent."""
     deadline = time.monotonic() + max_seconds
@@ -280,7 +295,7 @@ def deliver_due(*, batch_size: int, max_seconds: float) -> int:
         batch = claim_due(batch_size=batch_size, token=token)
         if not batch:
             break
-        record_outcomes(send_batch(batch), token=token)
+        record_outcomes_persistently(send_batch(batch), token=token)
         handled += len(batch)
     return handled
 

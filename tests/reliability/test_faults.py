@@ -161,7 +161,15 @@ def test_postgresql_restarting_under_load_loses_nothing(receiver: Receiver, tmp_
     """The whole stack on a PostgreSQL of its own, restarted while events are being written and delivered."""
     postgres = start_postgres(data_dir=tmp_path / "postgres", database="restart")
     broker = start_redis(data_dir=tmp_path / "broker")
-    platform = Platform(broker_url=broker.url, log_dir=tmp_path, overrides={"DATABASE_URL": postgres.url})
+    platform = Platform(
+        broker_url=broker.url,
+        log_dir=tmp_path,
+        # Short claim leases, so that a batch whose outcome could not be recorded at all comes back quickly.
+        overrides={
+            "DATABASE_URL": postgres.url, "ESL_DELIVERY_BATCH_SIZE": 20, "ESL_CONNECT_TIMEOUT": 1,
+            "ESL_READ_TIMEOUT": 2, "ESL_CLAIM_LEASE_MARGIN_SECONDS": 2,
+        },
+    )  # fmt: skip
     env = {**platform.env, "DATABASE_URL": postgres.url}
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
