@@ -28,7 +28,7 @@ from sapien import __version__
 from sapien.core.tiers import limits_for
 from sapien.events.models import Event
 from subscriptions.models import Subscription
-from subscriptions.services import subscription_health_record
+from subscriptions.services import subscription_disable, subscription_health_record
 from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
 
 logger = logging.getLogger(__name__)
@@ -239,10 +239,8 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
             for outcome in recorded
             if outcome.result is not None and retry.deactivates_subscription(outcome.result.status_code)
         }
-        if gone:
-            Subscription.objects.filter(id__in=gone).update(
-                active=False, disabled_reason="The receiver answered 410 Gone.", disabled_at=now, updated_at=now
-            )
+        for subscription in Subscription.objects.select_for_update().filter(id__in=gone, active=True):
+            subscription_disable(subscription=subscription, reason="The receiver answered 410 Gone.", now=now)
         succeeded = {o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.SUCCEEDED}
         failed = Counter(
             o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None

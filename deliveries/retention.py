@@ -53,6 +53,7 @@ class PurgeResult:
     deliveries: int = 0
     attempts: int = 0
     blobs: int = 0
+    quota_windows: int = 0
     blob_paths: list[str] = field(default_factory=list, repr=False)
 
 
@@ -77,6 +78,10 @@ def purge_expired(*, now: datetime | None = None, batch: int = BATCH, max_batche
             break
     for path in result.blob_paths:
         default_storage.delete(path)
+    # Quota windows older than the retention window are of no further use.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM events_quotausage WHERE window_start < %s", [cutoff - timedelta(hours=1)])
+        result.quota_windows = cursor.rowcount
     return result
 
 

@@ -168,6 +168,10 @@ def test_a_410_deactivates_the_subscription(platform, receiver: Receiver, make_o
     receiver.wait_for(1)
     wait_until(lambda: not api.get(f"/api/v1/subscriptions/{subscription['id']}").json()["active"], message="off")
     assert Delivery.objects.get().status == DeliveryStatus.FAILED
+    answer = api.get(f"/api/v1/subscriptions/{subscription['id']}").json()
+    assert answer["disabled_reason"] == "The receiver answered 410 Gone."
+    (notice,) = Event.objects.filter(type="system.subscription.disabled")
+    assert notice.payload["data"]["subscription_id"] == subscription["id"]
     api.post("/api/persons", {"name": "Bob"}, format="json")
     wait_until(lambda: Event.objects.filter(relayed_at__isnull=True).count() == 0, message="relayed")
     assert Delivery.objects.count() == 1

@@ -93,3 +93,16 @@ def test_purge_is_idempotent(organization, subscription) -> None:  # type: ignor
 
     assert purge_expired().events == 1
     assert purge_expired().events == 0
+
+
+def test_old_quota_windows_are_purged_too(organization, settings) -> None:  # type: ignore[no-untyped-def]
+    from sapien.events.models import QuotaUsage
+    from sapien.events.quota import window_start
+
+    settings.ESL_RETENTION_HOURS = 24
+    current = window_start(timezone.now())
+    QuotaUsage.objects.create(organization=organization, window_start=current, events=3)
+    QuotaUsage.objects.create(organization=organization, window_start=current - timedelta(hours=30), events=9)
+
+    assert purge_expired().quota_windows == 1
+    assert list(QuotaUsage.objects.values_list("events", flat=True)) == [3]
