@@ -7,16 +7,16 @@ from availability.services import organization_of
 from sapien.core.models import Organization, User
 
 
+def never_seen(user: User) -> UserAvailability:
+    """How a user with no availability row yet reads (not saved)."""
+    return UserAvailability(user_id=user.pk, organization_id=organization_of(user), status=Status.OFFLINE)
+
+
 def availability_of(user: User) -> UserAvailability:
-    state = UserAvailability.objects.filter(user_id=user.pk).first()
-    return state or UserAvailability(user_id=user.pk, organization_id=organization_of(user), status=Status.OFFLINE)
+    return UserAvailability.objects.filter(user_id=user.pk).first() or never_seen(user)
 
 
 def availabilities_of(organization: Organization, user_ids: list[Any]) -> list[UserAvailability]:
     users = User.objects.filter(organization=organization, pk__in=user_ids).order_by("email")
     states = {state.user_id: state for state in UserAvailability.objects.filter(user_id__in=[u.pk for u in users])}
-    return [
-        states.get(user.pk)
-        or UserAvailability(user_id=user.pk, organization_id=organization_of(user), status=Status.OFFLINE)
-        for user in users
-    ]
+    return [states.get(user.pk) or never_seen(user) for user in users]

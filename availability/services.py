@@ -27,7 +27,7 @@ from availability.models import (
 from availability.rules import Claim, Layers, shown_status, strongest
 from availability.schedules import Window, parse_rules, window_at
 from availability.wakeups import wake_at
-from sapien.core.errors import Conflict
+from sapien.core.errors import ApplicationError, Conflict
 from sapien.core.models import User
 from sapien.events.context import overriding
 from sapien.events.envelope import isoformat_z
@@ -158,8 +158,6 @@ def _schedule_event(state: UserAvailability, now: datetime) -> None:
 
 
 def _expiry_in_future(expires_at: datetime | None, now: datetime) -> None:
-    from sapien.core.errors import ApplicationError
-
     if expires_at is not None and expires_at <= now:
         raise ApplicationError(
             "expires_at must be in the future.",

@@ -1,4 +1,5 @@
 from typing import Any
+from uuid import UUID
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -36,6 +37,11 @@ def me(request: Request) -> User:
     user = request.user
     assert isinstance(user, User)
     return user
+
+
+def actor_of(request: Request) -> str:
+    """Who acts: the user of a user token, else the OAuth client."""
+    return str(request.user.pk) if request.user else request.auth.application.client_id  # type: ignore[union-attr]
 
 
 def organization_user(request: Request, user_id: str) -> User:
@@ -90,8 +96,6 @@ class AvailabilityListView(APIView):
             raise ValidationError({"user_ids": ["Name at least one user id."]})
         if len(raw) > self.max_ids:
             raise ValidationError({"user_ids": [f"At most {self.max_ids} ids."]})
-        from uuid import UUID
-
         try:
             ids = [UUID(part) for part in raw]
         except ValueError as exc:
@@ -119,14 +123,14 @@ class OverrideView(APIView):
         user = organization_user(request, user_id)
         serializer = StatusDeclarationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        actor = str(request.user.pk) if request.user else request.auth.application.client_id  # type: ignore[union-attr]
+        actor = actor_of(request)
         state = services.override_set(user=user, actor_id=actor, **serializer.validated_data)
         return Response(AvailabilitySerializer(state).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=AvailabilitySerializer)
     def delete(self, request: Request, user_id: str) -> Response:
         user = organization_user(request, user_id)
-        actor = str(request.user.pk) if request.user else request.auth.application.client_id  # type: ignore[union-attr]
+        actor = actor_of(request)
         return Response(AvailabilitySerializer(services.override_lift(user=user, actor_id=actor)).data)
 
 

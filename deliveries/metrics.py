@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from sapien.core.tiers import limits_for
 from sapien.events.quota import window_start
+from sapien.events.selectors import outbox_state
 
 LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
 
@@ -57,10 +58,7 @@ class SapienCollector(Collector):
         )
         yield histogram
 
-        ((depth, lag),) = _rows(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-            " FROM events_event WHERE relayed_at IS NULL"
-        )
+        depth, lag = outbox_state()
         yield GaugeMetricFamily("sapien_outbox_depth", "Events not yet fanned out by the relay.", value=depth)
         yield GaugeMetricFamily("sapien_outbox_lag_seconds", "Age of the oldest event not yet relayed.", value=lag)
 

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 
+from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
+from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
 from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, count_events, is_counted, window_start
 
@@ -100,8 +103,8 @@ def announce_thresholds(counted: Counted) -> None:
     window = {
         "limit": counted.limit,
         "used": counted.after,
-        "window_start": counted.window_start.isoformat().replace("+00:00", "Z"),
-        "window_end": (counted.window_start + WINDOW).isoformat().replace("+00:00", "Z"),
+        "window_start": isoformat_z(counted.window_start),
+        "window_end": isoformat_z(counted.window_start + WINDOW),
     }
     if counted.before < warning_at <= counted.after:
         record_event(
@@ -115,6 +118,14 @@ def announce_thresholds(counted: Counted) -> None:
             event_type="system.rate_limit.exceeded",
             data={**window, "threshold_percent": 100, "deliveries_resume_at": window["window_end"]},
         )
+
+
+def relay_and_wake_workers() -> RelayBatch:
+    """Relays what is pending and wakes enough workers for the deliveries it made."""
+    result = relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE)
+    if result.deliveries:
+        wake_delivery_workers(wakeups_for(result.deliveries))
+    return result
 
 
 def relay_pending(*, batch_size: int, max_batches: int = 1000) -> RelayBatch:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from deliveries.wakeups import wake_delivery_workers
+from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.selectors import retention_start
 from subscriptions.models import Subscription
@@ -62,5 +62,5 @@ def replay(
         cursor.execute(REPLAY_SQL, params)
         replayed = cursor.rowcount
         if replayed:
-            transaction.on_commit(lambda: wake_delivery_workers(replayed // 200 + 1))
+            transaction.on_commit(lambda: wake_delivery_workers(wakeups_for(replayed)))
     return ReplayResult(events=replayed, dry_run=False)

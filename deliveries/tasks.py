@@ -27,10 +27,7 @@ def sweep_due(**kwargs: Any) -> None:
 
 @shared_task(name="deliveries.relay_outbox", ignore_result=True)
 def relay_outbox(**kwargs: Any) -> int:
-    result = relay.relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE)
-    if result.deliveries:
-        wake_delivery_workers(result.deliveries // settings.ESL_DELIVERY_BATCH_SIZE + 1)
-    return result.events
+    return relay.relay_and_wake_workers().events
 
 
 @shared_task(name="deliveries.purge_expired", ignore_result=True)

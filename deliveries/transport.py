@@ -36,7 +36,6 @@ class DeliveryResult:
     retry_after: str | None = None
 
 
-_local = threading.local()
 _session_lock = threading.Lock()
 _session: tuple[int, requests.Session] | None = None
 

@@ -7,6 +7,11 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 
+def wakeups_for(deliveries: int) -> int:
+    """How many workers to wake for ``deliveries`` new due deliveries: one per batch they fill."""
+    return deliveries // settings.ESL_DELIVERY_BATCH_SIZE + 1
+
+
 def wake_delivery_workers(count: int = 1) -> None:
     """Asks ``count`` workers to drain due deliveries. Never raises: the sweep is the fallback."""
     from deliveries.tasks import deliver_due

@@ -1,5 +1,3 @@
-from typing import Any
-
 from rest_framework import serializers
 
 from sapien.events.catalog import is_valid_pattern
@@ -33,9 +31,6 @@ class CreatedSubscriptionSerializer(SubscriptionSerializer):
     """The answer to a creation: the only time the secret is shown."""
 
     secret = serializers.CharField(read_only=True)
-
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        return dict(super().to_representation(instance))
 
 
 class PingSerializer(serializers.Serializer):  # type: ignore[type-arg]

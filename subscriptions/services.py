@@ -14,6 +14,7 @@ from django.utils import timezone
 from sapien.core.errors import ApplicationError, LimitExceeded
 from sapien.core.models import Organization
 from sapien.core.tiers import limits_for
+from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
 from sapien.events.selectors import count_matching_events
 from subscriptions.models import Subscription
@@ -126,7 +127,7 @@ def subscription_disable(*, subscription: Subscription, reason: str, now: dateti
             "callback_url": subscription.callback_url,
             "reason": reason,
             "consecutive_failures": subscription.consecutive_failures,
-            "disabled_at": now.isoformat().replace("+00:00", "Z"),
+            "disabled_at": isoformat_z(now),
         },
     )
 

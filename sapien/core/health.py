@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 
 from sapien import __version__
+from sapien.events.selectors import outbox_state
 
 
 def check_database() -> str | None:
@@ -31,17 +32,6 @@ def check_broker() -> str | None:
     return None
 
 
-def outbox_state() -> dict[str, Any]:
-    """How far the relay is behind: events not yet fanned out, and the age of the oldest."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-            " FROM events_event WHERE relayed_at IS NULL"
-        )
-        depth, lag = cursor.fetchone() or (0, 0)
-    return {"depth": depth, "lag_seconds": round(float(lag), 3)}
-
-
 def health(request: HttpRequest) -> JsonResponse:
     started = time.monotonic()
     checks: dict[str, Any] = {}
@@ -50,7 +40,8 @@ def health(request: HttpRequest) -> JsonResponse:
         checks[name] = "ok" if name not in failures else failures[name]
     body: dict[str, Any] = {"status": "unhealthy" if failures else "healthy", "version": __version__}
     if "database" not in failures:
-        body["outbox"] = outbox_state()
+        depth, lag = outbox_state()
+        body["outbox"] = {"depth": depth, "lag_seconds": round(lag, 3)}
     if failures:
         body["checks"] = checks
         body["failing"] = sorted(failures)

@@ -38,3 +38,14 @@ def count_matching_events(*, organization_id: Any, patterns: list[str], since: d
         )  # fmt: skip
         row = cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def outbox_state() -> tuple[int, float]:
+    """How far the relay is behind: events not yet fanned out, and the age in seconds of the oldest."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+            " FROM events_event WHERE relayed_at IS NULL"
+        )
+        depth, lag = cursor.fetchone() or (0, 0)
+    return int(depth), float(lag)

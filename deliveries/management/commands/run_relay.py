@@ -16,8 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
-from deliveries.relay import relay_pending
-from deliveries.wakeups import wake_delivery_workers
+from deliveries.relay import relay_and_wake_workers
 from sapien.events.outbox import OUTBOX_CHANNEL
 
 logger = logging.getLogger("deliveries.relay")
@@ -49,9 +48,7 @@ class Command(BaseCommand):
         self.running = False
 
     def _relay(self) -> None:
-        result = relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE)
-        if result.deliveries:
-            wake_delivery_workers(result.deliveries // settings.ESL_DELIVERY_BATCH_SIZE + 1)
+        result = relay_and_wake_workers()
         if result.events:
             logger.debug("Relayed %s events into %s deliveries.", result.events, result.deliveries)
 
