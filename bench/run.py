@@ -188,6 +188,7 @@ def drain_timeout(expected: int) -> float:
 def delivery_phase(
     receiver: ReceiverClient, sampler: MemorySampler, url: str, token: str | None, body: Any, subs: int, *,
     count: int, threads: int, rate: float | None = None, max_seconds: float = 600, profiler: Profiler | None = None,
+    stages: Callable[[list[list[Any]]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Writes ``count`` entities (closed loop, or open loop at ``rate``) and waits for every delivery."""
     receiver.reset()
@@ -203,6 +204,8 @@ def delivery_phase(
     out["cpu"] = cpu
     if profiler:
         out["profile"] = profiler.stop()
+    if stages:
+        out["stages_ms"] = stages(records)
     out["load"] = load_summary(load)
     out["events"] = load.ok
     out["events_per_s"] = out["deliveries_per_s"] / subs if out["deliveries_per_s"] else None
@@ -214,6 +217,7 @@ def delivery_phase(
 def delivery_phases(
     cfg: Config, receiver: ReceiverClient, sampler: MemorySampler, api: str, token: str | None,
     bodies: Callable[[str], Any], title: str, targets: Callable[[], dict[str, int]],
+    stages: Callable[[list[list[Any]]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Warm-up, (a) sustained throughput, (b) latency at 100 events/s and at 80 % of (a)'s event rate."""
     out: dict[str, Any] = {}
@@ -232,6 +236,7 @@ def delivery_phases(
             rate=rate,
             max_seconds=cfg.latency_seconds * 1.2 + 1 if rate else 600,
             profiler=Profiler(cfg.profile_dir / slug, targets()) if profile and cfg.profile_dir else None,
+            stages=stages,
         )
 
     log(f"{title} warm-up")
@@ -251,7 +256,37 @@ def delivery_phases(
             f"    p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms, achieved {b['achieved_rate']}/s, "
             f"missing {b['missing']}, foreign CPU {b['cpu']['foreign_cores']} cores"
         )
+        if b.get("stages_ms"):
+            log("    p50 by stage (ms): " + ", ".join(f"{k} {v['p50']}" for k, v in b["stages_ms"].items()))
     return out
+
+
+STAGES_SQL = """
+SELECT d.id::text, extract(epoch FROM e.created_at), extract(epoch FROM d.created_at), extract(epoch FROM a.started_at)
+FROM deliveries_delivery d
+JOIN events_event e ON e.id = d.event_id
+JOIN deliveries_deliveryattempt a ON a.delivery_id = d.id AND a.number = 1
+WHERE d.id = ANY(%s::uuid[])
+"""
+
+
+def sapien_stages(db_url: str) -> Callable[[list[list[Any]]], dict[str, Any]]:
+    """Where the latency goes: event row -> delivery row (relay) -> first attempt started (broker, worker) ->
+    receipt (HTTP), from the rows' own timestamps and the receiver's arrival times."""
+
+    def stages(records: list[list[Any]]) -> dict[str, Any]:
+        arrivals = {record[1]: record[0] for record in records}
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            rows = conn.execute(STAGES_SQL, (list(arrivals),)).fetchall()
+        spans: dict[str, list[float]] = {"event->fan-out": [], "fan-out->send": [], "send->receipt": []}
+        for delivery_id, event_at, fanned_at, sent_at in rows:
+            spans["event->fan-out"].append(float(fanned_at - event_at))
+            spans["fan-out->send"].append(float(sent_at - fanned_at))
+            spans["send->receipt"].append(arrivals[delivery_id] - float(sent_at))
+        return {name: {"p50": ms(pct(values, 0.5)), "p99": ms(pct(values, 0.99)), "n": len(values)}
+                for name, values in spans.items()}  # fmt: skip
+
+    return stages
 
 
 # --- limits --------------------------------------------------------------------------------------
@@ -307,7 +342,7 @@ def sapien_run(
         token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
         api = f"{stack.base_url}/api/persons"
         out |= delivery_phases(cfg, receiver, sampler, api, token, person_body, f"[{broker}]",
-                               lambda: profile_targets(stack.procs))  # fmt: skip
+                               lambda: profile_targets(stack.procs), stages=sapien_stages(db_url))  # fmt: skip
 
         out["d_api"] = api_on_off(cfg, stack, receiver_url, broker)
         out["c_relay"] = relay_phase(cfg, stack, db_url, broker, receiver, receiver_url)

@@ -27,8 +27,9 @@ class DeliveryStatus(models.TextChoices):
 class Delivery(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
-    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries")
+    # Both indexed by the unique constraint and delivery_subscription_log_idx, which lead with them.
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     # Attempts made in the current chain; a redelivery starts a new chain at 0.
     attempt_count = models.PositiveIntegerField(default=0)
@@ -62,7 +63,9 @@ class Delivery(models.Model):
 class DeliveryAttempt(models.Model):
     """One HTTP try, append-only. Holds an excerpt of the response, never a secret."""
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    delivery = models.ForeignKey(  # indexed by attempt_delivery_idx, which leads with it
+        Delivery, on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField()

@@ -9,10 +9,7 @@ others have not locked.
 """
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,36 +18,62 @@ from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
-from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, count_events, is_counted, window_start
+from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, counted_sql, quota_limits
 
-CLAIM_SQL = """
-UPDATE events_event SET relayed_at = now()
-WHERE id IN (
-    SELECT id FROM events_event
-    WHERE relayed_at IS NULL
-    ORDER BY created_at
-    LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
+RELAY_SQL = """
+WITH claimed AS (
+    UPDATE events_event SET relayed_at = now()
+    WHERE id = ANY(ARRAY(  -- ARRAY(): primary-key lookups, never a scan of the whole (retained) table
+        SELECT id FROM events_event
+        WHERE relayed_at IS NULL
+        ORDER BY created_at
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, organization_id, type, created_at, recipient_id,
+              date_trunc('hour', created_at, 'UTC') AS window_start, {counted} AS counted
+), windows AS (
+    SELECT organization_id, window_start, count(*)::int AS added
+    FROM claimed WHERE counted
+    GROUP BY organization_id, window_start
+), counted AS (
+    INSERT INTO events_quotausage (organization_id, window_start, events)
+    SELECT organization_id, window_start, added FROM windows
+    ON CONFLICT (organization_id, window_start) DO UPDATE SET events = events_quotausage.events + EXCLUDED.events
+    RETURNING organization_id, window_start, events AS after
+), quota AS (
+    SELECT c.organization_id, c.window_start, c.after - w.added AS before, c.after, l.events_per_hour AS quota
+    FROM counted c
+    JOIN windows w USING (organization_id, window_start)
+    JOIN core_organization o ON o.id = c.organization_id
+    JOIN unnest(%(tiers)s::text[], %(limits)s::int[]) AS l(tier, events_per_hour) ON l.tier = o.tier
+), placed AS (
+    SELECT e.id, e.organization_id, e.type, e.recipient_id,
+           CASE WHEN q.before + row_number() OVER (PARTITION BY e.organization_id, e.window_start, e.counted
+                                                   ORDER BY e.created_at, e.id) > q.quota
+                THEN e.window_start + interval '1 hour' END AS not_before
+    FROM claimed e
+    LEFT JOIN quota q ON e.counted AND q.organization_id = e.organization_id AND q.window_start = e.window_start
+), fanned AS (
+    INSERT INTO deliveries_delivery (
+        id, organization_id, event_id, subscription_id, status, attempt_count,
+        next_attempt_at, last_error, created_at, updated_at
+    )
+    SELECT gen_random_uuid(), e.organization_id, e.id, s.id, 'pending', 0,
+           greatest(now(), e.not_before), '', now(), now()
+    FROM placed e
+    JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
+    WHERE CASE
+        WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id
+        ELSE s.active AND {matches}
+    END
+    ON CONFLICT (event_id, subscription_id) DO NOTHING
+    RETURNING 1
 )
-RETURNING id, organization_id, type, created_at
-"""
-
-FAN_OUT_SQL = """
-INSERT INTO deliveries_delivery (
-    id, organization_id, event_id, subscription_id, status, attempt_count,
-    next_attempt_at, last_error, created_at, updated_at
-)
-SELECT gen_random_uuid(), e.organization_id, e.id, s.id, 'pending', 0,
-       greatest(now(), v.not_before), '', now(), now()
-FROM unnest(%(ids)s::uuid[], %(not_before)s::timestamptz[]) AS v(id, not_before)
-JOIN events_event e ON e.id = v.id
-JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
-WHERE CASE
-    WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id
-    ELSE s.active AND {matches}
-END
-ON CONFLICT (event_id, subscription_id) DO NOTHING
-""".format(matches=patterns_match_sql("s.events", "e.type"))
+SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM fanned),
+       q.organization_id, q.window_start, q.before, q.after, q.quota
+FROM (SELECT 1) AS one LEFT JOIN quota q ON true
+""".format(counted=counted_sql("type"), matches=patterns_match_sql("s.events", "e.type"))
 
 
 @dataclass(frozen=True)
@@ -59,42 +82,19 @@ class RelayBatch:
     deliveries: int
 
 
-@dataclass(frozen=True)
-class ClaimedEvent:
-    id: Any
-    organization_id: Any
-    type: str
-    created_at: datetime
-
-
 def relay_batch(*, batch_size: int) -> RelayBatch:
-    """Relays one batch in its own short transaction."""
+    """Relays one batch in one statement (claim, count against the quota, fan out) and its own transaction.
+
+    Deliveries of events past their organization's hourly quota are due when the next window opens.
+    """
+    tiers, limits = zip(*quota_limits().items(), strict=True)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(CLAIM_SQL, {"batch": batch_size})
-        claimed = sorted((ClaimedEvent(*row) for row in cursor.fetchall()), key=lambda e: e.created_at)
-        if not claimed:
-            return RelayBatch(events=0, deliveries=0)
-        not_before = apply_quota(claimed)
-        cursor.execute(
-            FAN_OUT_SQL, {"ids": [e.id for e in claimed], "not_before": [not_before.get(e.id) for e in claimed]}
-        )
-        return RelayBatch(events=len(claimed), deliveries=cursor.rowcount)
-
-
-def apply_quota(claimed: list[ClaimedEvent]) -> dict[Any, datetime]:
-    """Counts the batch against each organization's window; returns when held-back events may be delivered."""
-    groups: dict[tuple[Any, datetime], list[ClaimedEvent]] = defaultdict(list)
-    for event in claimed:
-        if is_counted(event.type):
-            groups[(event.organization_id, window_start(event.created_at))].append(event)
-    not_before: dict[Any, datetime] = {}
-    for counted in count_events({key: len(events) for key, events in groups.items()}):
-        window_events = groups[(counted.organization_id, counted.window_start)]
-        for ordinal, event in enumerate(window_events, start=counted.before + 1):
-            if ordinal > counted.limit:
-                not_before[event.id] = counted.window_start + WINDOW
-        announce_thresholds(counted)
-    return not_before
+        cursor.execute(RELAY_SQL, {"batch": batch_size, "tiers": list(tiers), "limits": list(limits)})
+        rows = cursor.fetchall()
+        for _, _, organization_id, start, before, after, quota in rows:
+            if organization_id is not None:
+                announce_thresholds(Counted(organization_id, start, before=before, after=after, limit=quota))
+    return RelayBatch(events=rows[0][0], deliveries=rows[0][1])
 
 
 def announce_thresholds(counted: Counted) -> None:

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.utils import timezone
 
-from sapien.core.models import Organization
+from sapien.core.models import Organization, Tier
 from sapien.core.tiers import limits_for
 from sapien.events.models import QuotaUsage
 
 WINDOW = timedelta(hours=1)
 WARNING_SHARE = 0.8
+UNCOUNTED_PREFIX = "system."
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,14 @@ def window_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def is_counted(event_type: str) -> bool:
-    return not event_type.startswith("system.")
+def counted_sql(event_type: str) -> str:
+    """SQL that is true when the event type in the column ``event_type`` counts against the quota."""
+    return f"NOT starts_with({event_type}, '{UNCOUNTED_PREFIX}')"
+
+
+def quota_limits() -> dict[str, int]:
+    """Events per hour by tier."""
+    return {tier: limits_for(tier).events_per_hour for tier in Tier.values}
 
 
 def quota_status(organization: Organization, now: datetime | None = None) -> QuotaStatus:
@@ -58,35 +64,3 @@ class Counted:
     before: int
     after: int
     limit: int
-
-
-COUNT_SQL = """
-INSERT INTO events_quotausage (organization_id, window_start, events)
-SELECT * FROM unnest(%(orgs)s::uuid[], %(windows)s::timestamptz[], %(counts)s::int[])
-ON CONFLICT (organization_id, window_start) DO UPDATE SET events = events_quotausage.events + EXCLUDED.events
-RETURNING organization_id, window_start, events
-"""
-
-
-def count_events(counts: dict[tuple[Any, datetime], int]) -> list[Counted]:
-    """Adds relayed events to their windows in one statement; returns each window's count before and after."""
-    if not counts:
-        return []
-    keys = list(counts)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            COUNT_SQL,
-            {"orgs": [k[0] for k in keys], "windows": [k[1] for k in keys], "counts": [counts[k] for k in keys]},
-        )
-        rows = cursor.fetchall()
-    tiers = dict(Organization.objects.filter(pk__in={k[0] for k in keys}).values_list("pk", "tier"))
-    return [
-        Counted(
-            organization_id=org,
-            window_start=start,
-            before=after - counts[(org, start)],
-            after=after,
-            limit=limits_for(tiers[org]).events_per_hour,
-        )
-        for org, start, after in rows
-    ]

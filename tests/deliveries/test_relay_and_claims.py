@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from deliveries import dispatch
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
-from deliveries.relay import relay_pending
+from deliveries.relay import relay_batch, relay_pending
 from deliveries.transport import DeliveryResult
 from sapien.events.models import Event
 from sapien.events.outbox import record_event
@@ -106,6 +106,27 @@ def test_concurrent_claims_never_take_the_same_delivery(organization) -> None:  
     assert len(everything) == 120
     assert len(set(everything)) == 120
     assert sum(1 for taken in claims if taken) >= 2
+
+
+@pytest.mark.django_db
+def test_a_relay_batch_is_one_statement_however_many_events_and_organizations(  # type: ignore[no-untyped-def]
+    organization, make_organization, django_assert_num_queries
+) -> None:
+    """Claim, quota count and fan-out in one statement (plus the test transaction's SAVEPOINT and RELEASE)."""
+    other = make_organization()
+    for org in (organization, other):
+        subscription(org, ["*"])
+        subscription(org, ["person.*"])
+        for _ in range(30):
+            event(org)
+    event(organization, "system.maintenance.scheduled")
+
+    with django_assert_num_queries(1 + 2):
+        batch = relay_batch(batch_size=500)
+
+    assert (batch.events, batch.deliveries) == (61, 121)
+    assert Delivery.objects.count() == 121
+    assert not Event.objects.filter(relayed_at__isnull=True).exists()
 
 
 @pytest.mark.django_db
