@@ -3,14 +3,15 @@
     python bench/receiver.py --port N [--host 127.0.0.1]
 
 HTTP/1.1 keep-alive on asyncio protocols (no http.server), TCP_NODELAY, every
-webhook answered ``200`` with ``Content-Length: 0``. For each request it keeps
+webhook answered ``200`` with ``Content-Length: 0``, except on paths starting with
+``/fail`` (answered ``500``) and ``/slow`` (answered ``200`` after ``SLOW_SECONDS``). For each request it keeps
 the arrival wall time, a delivery key, an event key and the body; the event's
 own timestamp is pulled out of the body only when the records are dumped, so the
 hot path does no JSON work.
 
 Control endpoints (GET, answered with JSON):
     /_stats               {"count": n, "connections": c}
-    /_dump?clear=1        every record as [arrival, delivery_key, event_key, event_ts]; clear=1 empties the store
+    /_dump?clear=1        every record as [arrival, delivery_key, event_key, event_ts, path, attempt]; clear=1 empties
     /_reset               empties the store
 """
 
@@ -27,6 +28,8 @@ from datetime import datetime
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+ERROR = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+SLOW_SECONDS = 2.0
 MAX_HEAD = 64 * 1024
 MAX_BODY = 8 * 1024 * 1024
 
@@ -38,12 +41,12 @@ PEER_REF = re.compile(rb'"ref": "([^"]+)"')
 
 class Store:
     def __init__(self) -> None:
-        self.records: list[tuple[float, str, str, bytes]] = []
+        self.records: list[tuple[float, str, str, bytes, str, str]] = []
         self.connections = 0
 
     def dump(self, clear: bool) -> list[list[object]]:
         out: list[list[object]] = []
-        for arrival, delivery_key, event_key, body in self.records:
+        for arrival, delivery_key, event_key, body, path, attempt in self.records:
             ts = None
             match = SAPIEN_TS.search(body) or PEER_TS.search(body)
             if match:
@@ -52,7 +55,7 @@ class Store:
                 ref = PEER_REF.search(body)
                 event_key = ref.group(1).decode() if ref else ""
                 delivery_key = f"{delivery_key}:{event_key}"
-            out.append([arrival, delivery_key, event_key, ts])
+            out.append([arrival, delivery_key, event_key, ts, path, attempt])
         if clear:
             self.records = []
         return out
@@ -88,7 +91,7 @@ class HttpProtocol(asyncio.Protocol):
                     self.transport.close()
                 return
             head = bytes(self.buffer[:end]).split(b"\r\n")
-            length, delivery_key, event_key, close = 0, "", "", False
+            length, delivery_key, event_key, attempt, close = 0, "", "", "", False
             for line in head[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
@@ -96,6 +99,8 @@ class HttpProtocol(asyncio.Protocol):
                     length = int(value)
                 elif name == b"x-sapien-delivery":
                     delivery_key = value.strip().decode()
+                elif name == b"x-sapien-attempt":
+                    attempt = value.strip().decode()
                 elif name == b"webhook-id":
                     event_key = value.strip().decode()
                 elif name == b"django-webhook-uuid":
@@ -114,10 +119,21 @@ class HttpProtocol(asyncio.Protocol):
             if len(request_line) >= 2 and request_line[1].startswith(b"/_"):
                 self._control(request_line[1].decode())
                 continue
-            self.store.records.append((time.time(), delivery_key, event_key, body))
-            self.transport.write(OK_CLOSE if close else OK)
-            if close:
-                self.transport.close()
+            path = request_line[1].decode() if len(request_line) >= 2 else ""
+            self.store.records.append((time.time(), delivery_key, event_key, body, path, attempt))
+            if path.startswith("/fail"):
+                self._answer(ERROR, close)
+            elif path.startswith("/slow"):
+                asyncio.get_running_loop().call_later(SLOW_SECONDS, self._answer, OK, close)
+            else:
+                self._answer(OK, close)
+
+    def _answer(self, response: bytes, close: bool) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(response)
+        if close:
+            self.transport.close()
 
     def _control(self, target: str) -> None:
         assert self.transport is not None

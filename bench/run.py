@@ -74,6 +74,8 @@ class Config:
     peer: bool
     soak: bool
     drain_events: int
+    hold_seconds: float = 300.0  # (g) how long one transaction stays open
+    isolation_seconds: float = 30.0  # (f) each of the clean and the mixed run
     soak_seconds: float = 600.0
     soak_rate: float = 50.0
     profile_dir: Path | None = None  # --profile: py-spy collapsed stacks of phase (a) go here
@@ -83,7 +85,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.quick:
         return Config(quick=True, events=args.events or 50, subs=args.subs or 2, threads=8, latency_seconds=5,
                       relay_events=1000, api_requests=100, limit_seconds=1, peer=args.peer, drain_events=200,
-                      soak=args.soak)  # fmt: skip
+                      soak=args.soak, hold_seconds=20, isolation_seconds=8)  # fmt: skip
     return Config(quick=False, events=args.events or 2000, subs=args.subs or 3, threads=8, latency_seconds=30,
                   relay_events=20000, api_requests=600, limit_seconds=5, peer=not args.no_peer, drain_events=2000,
                   soak=args.soak)  # fmt: skip
@@ -344,6 +346,10 @@ def sapien_run(
         out |= delivery_phases(cfg, receiver, sampler, api, token, person_body, f"[{broker}]",
                                lambda: profile_targets(stack.procs), stages=sapien_stages(db_url))  # fmt: skip
 
+        out["f_isolation"] = isolation_phase(cfg, stack, receiver, sampler, receiver_url, broker,
+                                             out["a_sustained"]["deliveries_per_s"] or 100.0)  # fmt: skip
+        out["g_held_transaction"] = held_transaction_phase(cfg, receiver, sampler, api, token, db_url, broker,
+                                                           out["a_sustained"]["deliveries_per_s"])  # fmt: skip
         out["d_api"] = api_on_off(cfg, stack, receiver_url, broker)
         out["c_relay"] = relay_phase(cfg, stack, db_url, broker, receiver, receiver_url)
 
@@ -371,6 +377,110 @@ def profile_targets(running: dict[str, Proc]) -> dict[str, int]:
         elif name == "relay":
             targets["relay"] = pids[0]
     return targets
+
+
+ISOLATION_HEALTHY, ISOLATION_FAILING, ISOLATION_SLOW = 18, 2, 1  # ~10 % answering 500, ~5 % taking 2 s
+
+
+def isolation_phase(
+    cfg: Config, stack: SapienStack, receiver: ReceiverClient, sampler: MemorySampler, receiver_url: str,
+    broker: str, sustained_deliveries_per_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Healthy subscriptions' first attempts, with and without failing and slow subscriptions beside them.
+
+    Two organizations at the same event rate (half of (a)'s delivery rate over 21 subscriptions): one with
+    18 healthy subscriptions only, one with the same 18 plus 2 answering 500 (retried) and 1 answering after
+    2 s. Latency of the healthy subscriptions' first attempts, event timestamp -> receipt, in both.
+    """
+    subs = ISOLATION_HEALTHY + ISOLATION_FAILING + ISOLATION_SLOW
+    rate = round(max(0.5 * sustained_deliveries_per_s / subs, 1.0), 1)
+    bad = [f"{receiver_url}/fail?sub={i}" for i in range(ISOLATION_FAILING)]
+    bad += [f"{receiver_url}/slow?sub={i}" for i in range(ISOLATION_SLOW)]
+    out: dict[str, Any] = {"rate": rate, "healthy": ISOLATION_HEALTHY, "failing": ISOLATION_FAILING,
+                           "slow": ISOLATION_SLOW}  # fmt: skip
+    for label, extra in (("clean", []), ("mixed", bad)):
+        args = ["tenant", "--name", f"bench-{broker}-f-{label}", "--subs", str(ISOLATION_HEALTHY),
+                "--callback", f"{receiver_url}/healthy"]  # fmt: skip
+        for url in extra:
+            args += ["--extra-callback", url]
+        tenant = stack.side(*args)
+        token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
+        log(f"[{broker}] (f) {label}: {rate} events/s x {ISOLATION_HEALTHY} healthy"
+            f"{' + 2 failing + 1 slow' if extra else ''} subscriptions for {cfg.isolation_seconds:.0f} s")  # fmt: skip
+        receiver.reset()
+        count = max(int(rate * cfg.isolation_seconds), 1)
+        load = run_load(f"{stack.base_url}/api/persons", token, person_body(f"iso-{broker}-{label}"), count=count,
+                        threads=cfg.threads, rate=rate, max_seconds=cfg.isolation_seconds * 1.2 + 1)  # fmt: skip
+        expected = load.ok * ISOLATION_HEALTHY
+        deadline = time.monotonic() + drain_timeout(expected)
+        healthy: list[list[Any]] = []
+        others: list[list[Any]] = []
+        while time.monotonic() < deadline:  # until every healthy delivery arrived (bad ones keep retrying)
+            for record in receiver.dump():
+                (healthy if str(record[4]).startswith("/healthy") else others).append(record)
+            if len({r[1] for r in healthy}) >= expected:
+                break
+            time.sleep(0.2)
+        first = [r for r in healthy if r[5] == "1"]
+        summary = analyze(first, expected=expected, start=load.first_start)
+        summary["other_requests"] = len(others)
+        out[label] = summary
+        lat = summary["latency_ms"]
+        log(f"    healthy first attempts p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms, "
+            f"missing {summary['missing']}, {len(others)} requests to the failing and slow subscriptions")  # fmt: skip
+        if extra:  # the failing subscriptions would go on retrying into the phases that follow
+            with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
+                conn.execute("UPDATE subscriptions_subscription SET active = false WHERE organization_id = %s",
+                             (tenant["organization_id"],))  # fmt: skip
+    out["p99_ratio_mixed_to_clean"] = ratio(out["mixed"]["latency_ms"]["p99"], out["clean"]["latency_ms"]["p99"])
+    return out
+
+
+def held_transaction_phase(
+    cfg: Config, receiver: ReceiverClient, sampler: MemorySampler, api: str, token: str, db_url: str,
+    broker: str, sustained_deliveries_per_s: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """(a)'s closed-loop workload while another session keeps one transaction (holding an XID) open.
+
+    The open transaction stops VACUUM from removing dead rows anywhere in the database; throughput is
+    reported per window over the hold and compared with (a).
+    """
+    log(f"[{broker}] (g) {cfg.hold_seconds:.0f} s of (a)'s workload with one transaction held open")
+    receiver.reset()
+    meter = CpuMeter(sampler)
+    holder = psycopg.connect(db_url)
+    try:
+        holder.execute("SELECT txid_current()")  # an XID, as a writing transaction would hold
+        load = run_load(api, token, person_body(f"hold-{broker}"), count=10**9, threads=cfg.threads,
+                        max_seconds=cfg.hold_seconds)  # fmt: skip
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'deliveries_delivery'"
+            ).fetchone()
+    finally:
+        holder.rollback()
+        holder.close()
+    expected = load.ok * cfg.subs
+    receiver.wait_for(expected, drain_timeout(expected))
+    records = [record for record in receiver.dump() if str(record[4]).startswith("/sapien")]
+    out = analyze(records, expected=expected, start=load.first_start) | {"cpu": meter.stop(work_items=len(records))}
+    windows = 6
+    span = cfg.hold_seconds / windows
+    arrivals = sorted(record[0] for record in records)
+    counts = [0] * windows
+    for arrival in arrivals:
+        index = int((arrival - load.first_start) / span)
+        if 0 <= index < windows:
+            counts[index] += 1
+    out["hold_seconds"] = cfg.hold_seconds
+    out["per_window_deliveries_per_s"] = [round(count / span, 1) for count in counts]
+    out["dead_delivery_rows_at_end"] = row[0] if row else None
+    out["load"] = load_summary(load)
+    out["ratio_to_a"] = ratio(out["deliveries_per_s"], sustained_deliveries_per_s)
+    out["last_window_ratio_to_a"] = ratio(out["per_window_deliveries_per_s"][-1], sustained_deliveries_per_s)
+    log(f"    {fmt(out['deliveries_per_s'])} deliveries/s over the hold ({fx(out['ratio_to_a'])} of (a)); per window "
+        f"{out['per_window_deliveries_per_s']}; missing {out['missing']}")  # fmt: skip
+    return out
 
 
 def api_on_off(cfg: Config, stack: SapienStack, receiver_url: str, broker: str) -> dict[str, Any]:
@@ -687,6 +797,25 @@ def report(results: dict[str, Any]) -> None:
                 f"{fmt(drain['first_receipt_after_s'], 2)} s",
                 fmt(1000 * worker_cpu / max(drain["unique"], 1), 2), fmt(cpu.get("bench_cpu_ms_per_item"), 2),
                 fmt(cpu["foreign_cores"], 2), fx(ratio(drain["first_to_last_per_s"], http.get("rps")))]])  # fmt: skip
+        f = sapien.get("f_isolation", {})
+        if f:
+            clean_p99 = f["clean"]["latency_ms"]["p99"]
+            table(f"[{broker}] (f) healthy subscriptions' first attempts at {f['rate']} events/s: {f['healthy']} "
+                  f"healthy alone, then beside {f['failing']} answering 500 and {f['slow']} taking 2 s", [
+                "run", "p50 ms", "p95 ms", "p99 ms", "max ms", "missing", "requests to bad subs", "p99 vs clean"], [
+                [label, *(fmt(f[label]["latency_ms"][q], 1) for q in ("p50", "p95", "p99", "max")),
+                 fmt(f[label]["missing"]), fmt(f[label]["other_requests"]),
+                 fx(ratio(f[label]["latency_ms"]["p99"], clean_p99))]
+                for label in ("clean", "mixed")])  # fmt: skip
+        g = sapien.get("g_held_transaction", {})
+        if g:
+            table(f"[{broker}] (g) (a)'s workload while one transaction stays open for {g['hold_seconds']:.0f} s", [
+                "deliveries/s", "vs (a)", "per window (deliveries/s)", "last window vs (a)", "dead delivery rows",
+                "missing", "dups"], [[
+                fmt(g["deliveries_per_s"]), fx(g["ratio_to_a"]),
+                " ".join(fmt(v) for v in g["per_window_deliveries_per_s"]),
+                fx(g["last_window_ratio_to_a"]), fmt(g["dead_delivery_rows_at_end"]), fmt(g["missing"]),
+                fmt(g["duplicates"])]])  # fmt: skip
         d = sapien.get("d_api", {})
         if d:
             table(f"[{broker}] (d) API create, closed loop, {results['config']['threads']} threads, no subscriptions", [
@@ -910,8 +1039,10 @@ def lost_deliveries(results: dict[str, Any]) -> int:
     total = 0
     for run in results.get("brokers", {}).values():
         sapien = run.get("sapien") or {}
+        isolation = sapien.get("f_isolation") or {}
         phases = [sapien.get("a_sustained") or {}, *(sapien.get("b_latency") or []), sapien.get("soak") or {},
-                  (sapien.get("c_relay") or {}).get("drain") or {}]  # fmt: skip
+                  (sapien.get("c_relay") or {}).get("drain") or {}, isolation.get("clean") or {},
+                  isolation.get("mixed") or {}, sapien.get("g_held_transaction") or {}]  # fmt: skip
         total += sum(int(phase.get("missing", 0)) for phase in phases) + int(sapien.get("warmup_missing", 0))
     return total
 

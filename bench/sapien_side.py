@@ -1,6 +1,8 @@
 """Django-side steps of the benchmark, run as ``python bench/sapien_side.py ACTION`` with the stack's env.
 
-    tenant --name N --subs M --callback URL   create an organization, an OAuth client and M subscriptions
+    tenant --name N --subs M --callback URL [--extra-callback URL ...]
+                                              create an organization, an OAuth client and M subscriptions
+                                              (plus one per extra callback)
     relay-probe                               time ``relay_pending`` over what the outbox holds
 
 Each prints one JSON object on stdout.
@@ -36,6 +38,9 @@ def tenant(args: argparse.Namespace) -> dict[str, object]:
             ).id
         )
         for index in range(args.subs)
+    ] + [
+        str(subscription_create(organization=organization, callback_url=url, events=["person.created"]).id)
+        for url in args.extra_callback
     ]
     return {
         "organization_id": str(organization.id),
@@ -72,6 +77,7 @@ def main() -> None:
     tenant_parser.add_argument("--name", required=True)
     tenant_parser.add_argument("--subs", type=int, required=True)
     tenant_parser.add_argument("--callback", required=True)
+    tenant_parser.add_argument("--extra-callback", action="append", default=[])
     probe = sub.add_parser("relay-probe")
     probe.add_argument("--max-batches", type=int, default=10_000)
     args = parser.parse_args()

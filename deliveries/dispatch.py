@@ -2,16 +2,20 @@
 
 A batch is claimed in one short transaction, sent with no transaction or lock
 held, and its outcomes are written in one transaction guarded by the claim
-token. Many workers may run this at once; ``SKIP LOCKED`` keeps them apart.
+token. A worker keeps claiming as sends finish, so a slow receiver delays only
+its own deliveries. Many workers may run this at once; ``SKIP LOCKED`` keeps
+them apart.
 """
 
 import logging
 import math
+import os
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +36,9 @@ from subscriptions.services import subscription_disable, subscription_health_rec
 from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
 
 logger = logging.getLogger(__name__)
+
+# How often a worker records finished sends and claims the room they free while others are still in flight.
+RECORD_SLICE_SECONDS = 0.05
 
 CLAIM_SQL = """
 WITH due AS (
@@ -163,15 +170,15 @@ def _refusal(delivery: ClaimedDelivery, reason: str) -> Outcome:
     return Outcome(delivery, None, DeliveryStatus.FAILED, None, reason)
 
 
-def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
-    """Sends every claimed delivery concurrently. Must not run inside a transaction."""
+def prepare_batch(batch: list[ClaimedDelivery]) -> tuple[list[Outcome], list[tuple[ClaimedDelivery, DeliveryRequest]]]:
+    """Refuses what must not be sent (inactive subscription, unsafe URL); signs the rest, one body per event."""
     bodies: dict[uuid.UUID, bytes] = {}
     url_verdicts: dict[str, str] = {}
     to_send: list[tuple[ClaimedDelivery, DeliveryRequest]] = []
-    outcomes: list[Outcome] = []
+    refusals: list[Outcome] = []
     for delivery in batch:
         if not delivery.subscription.active and not delivery.addressed:
-            outcomes.append(_refusal(delivery, "subscription is inactive"))
+            refusals.append(_refusal(delivery, "subscription is inactive"))
             continue
         url = delivery.subscription.callback_url
         if url not in url_verdicts:
@@ -181,19 +188,34 @@ def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
             except UnsafeCallbackURL as exc:
                 url_verdicts[url] = str(exc)
         if url_verdicts[url]:
-            outcomes.append(_refusal(delivery, f"refused: {url_verdicts[url]}"))
+            refusals.append(_refusal(delivery, f"refused: {url_verdicts[url]}"))
             continue
         if delivery.event.id not in bodies:
             bodies[delivery.event.id] = body_to_send(delivery.event)
         to_send.append((delivery, build_request(delivery, bodies[delivery.event.id])))
-    if to_send:
-        workers = min(len(to_send), settings.ESL_DELIVERY_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver") as pool:
-            results = list(pool.map(post, [request for _, request in to_send]))
-        now = timezone.now()
-        outcomes.extend(
-            decide(delivery, result, now=now) for (delivery, _), result in zip(to_send, results, strict=True)
-        )
+    return refusals, to_send
+
+
+_senders_lock = threading.Lock()
+_senders: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def senders() -> ThreadPoolExecutor:
+    """The process's sending threads (re-created after a fork): ``ESL_DELIVERY_CONCURRENCY`` requests at once."""
+    global _senders
+    with _senders_lock:
+        if _senders is None or _senders[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=settings.ESL_DELIVERY_CONCURRENCY, thread_name_prefix="deliver")
+            _senders = (os.getpid(), pool)
+        return _senders[1]
+
+
+def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
+    """Sends every claimed delivery concurrently and waits for all. Must not run inside a transaction."""
+    outcomes, to_send = prepare_batch(batch)
+    results = list(senders().map(post, [request for _, request in to_send]))
+    now = timezone.now()
+    outcomes.extend(decide(delivery, result, now=now) for (delivery, _), result in zip(to_send, results, strict=True))
     return outcomes
 
 
@@ -272,6 +294,8 @@ def log_outcomes(outcomes: list[Outcome]) -> None:
 def record_outcomes_persistently(outcomes: list[Outcome], *, token: uuid.UUID, tries: int = 8) -> None:
     """Records what was sent even across a database restart: the attempts happened, and recording them
     now spares a second send once the claim lapses. Gives up (the lease then covers it) after ~15 s."""
+    if not outcomes:
+        return
     for attempt in range(1, tries + 1):
         try:
             record_outcomes(outcomes, token=token)
@@ -285,17 +309,37 @@ def record_outcomes_persistently(outcomes: list[Outcome], *, token: uuid.UUID, t
 
 
 def deliver_due(*, batch_size: int, max_seconds: float) -> int:
-    """Claims, sends and records batches until nothing is due or time is up; returns how many were sent."""
+    """Keeps up to ``batch_size`` deliveries in flight until nothing is due or time is up; returns how many.
+
+    Outcomes are recorded every ``RECORD_SLICE_SECONDS`` and the room they free is claimed again at once,
+    so a receiver that answers slowly holds only its own deliveries, never the batch it was claimed with.
+    """
     deadline = time.monotonic() + max_seconds
+    in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]] = {}
     handled = 0
-    while time.monotonic() < deadline:
-        token = uuid.uuid4()
-        batch = claim_due(batch_size=batch_size, token=token)
-        if not batch:
-            break
-        record_outcomes_persistently(send_batch(batch), token=token)
-        handled += len(batch)
-    return handled
+    while True:
+        claimed = 0
+        if time.monotonic() < deadline and len(in_flight) < batch_size:
+            token = uuid.uuid4()
+            batch = claim_due(batch_size=batch_size - len(in_flight), token=token)
+            refusals, to_send = prepare_batch(batch)
+            record_outcomes_persistently(refusals, token=token)
+            for delivery, request in to_send:
+                in_flight[senders().submit(post, request)] = (delivery, token)
+            claimed = len(batch)
+            handled += claimed
+        if not in_flight:
+            if claimed:
+                continue  # all refused: there may be more
+            return handled
+        done, _ = wait(in_flight, timeout=RECORD_SLICE_SECONDS, return_when=ALL_COMPLETED)
+        now = timezone.now()
+        by_claim: dict[uuid.UUID, list[Outcome]] = {}
+        for future in done:
+            delivery, token = in_flight.pop(future)
+            by_claim.setdefault(token, []).append(decide(delivery, future.result(), now=now))
+        for token, outcomes in by_claim.items():
+            record_outcomes_persistently(outcomes, token=token)
 
 
 def has_due_deliveries() -> bool:

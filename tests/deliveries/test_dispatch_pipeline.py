@@ -1,0 +1,58 @@
+"""A worker keeps claiming while sends are in flight: a slow receiver holds only its own deliveries."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deliveries import dispatch, transport
+from deliveries.models import Delivery, DeliveryStatus
+from deliveries.relay import relay_pending
+from sapien.events.outbox import record_event
+from subscriptions.models import Subscription
+from tests.support.receiver import ReceivedRequest, Receiver, Reply
+
+
+@pytest.fixture
+def loopback_callbacks(e2e_settings):  # type: ignore[no-untyped-def]
+    transport._session = None  # the pooled session is built for the current setting
+    yield e2e_settings
+    transport._session = None
+
+
+@pytest.mark.django_db(transaction=True)  # now() must move on: no test-wide transaction
+def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization, loopback_callbacks) -> None:  # type: ignore[no-untyped-def]
+    """The slow receiver answers only once the second event reached the fast one: with head-of-line
+    blocking (claim, send, wait for the whole batch, claim again) it would wait out its 10 s instead."""
+    second_reached_fast = threading.Event()
+    released_early: list[bool] = []
+    second_event_id: list[str] = []
+
+    def respond(request: ReceivedRequest) -> Reply:
+        if request.path == "/hooks/slow" and request.header("webhook-id") not in second_event_id:
+            released_early.append(second_reached_fast.wait(10))
+        elif request.path == "/hooks/fast" and request.header("webhook-id") in second_event_id:
+            second_reached_fast.set()
+        return 200, {}, b"ok"
+
+    receiver = Receiver(responder=respond)
+    try:
+        for path in ("/slow", "/fast"):
+            Subscription.objects.create(
+                organization=organization, callback_url=f"{receiver.url}{path}", events=["person.*"], secret="s" * 20
+            )
+        record_event(organization_id=organization.id, event_type="person.created", data={})
+        second = record_event(organization_id=organization.id, event_type="person.updated", data={})
+        second_event_id.append(str(second.id))
+        relay_pending(batch_size=100)
+        # The second event's deliveries fall due while the first batch is still being sent.
+        Delivery.objects.filter(event_id=second.id).update(next_attempt_at=timezone.now() + timedelta(seconds=0.5))
+
+        handled = dispatch.deliver_due(batch_size=50, max_seconds=30)
+    finally:
+        receiver.close()
+
+    assert handled == 4
+    assert released_early == [True]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}
