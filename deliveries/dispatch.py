@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from deliveries import retry
 from deliveries.blobs import body_to_send
-from deliveries.models import DeliveryAttempt, DeliveryStatus
+from deliveries.models import DeliveryStatus
 from deliveries.signing import sapien_signature, standard_webhooks_signature
 from deliveries.transport import DeliveryRequest, DeliveryResult, post
 from sapien import __version__
@@ -65,6 +65,14 @@ JOIN core_organization o ON o.id = s.organization_id
 """
 
 RECORD_SQL = """
+WITH attempts AS (  -- every attempt is a fact, kept even when the claim went stale
+    INSERT INTO deliveries_deliveryattempt (
+        delivery_id, number, started_at, duration_ms, status_code, succeeded, error, response_excerpt
+    )
+    SELECT * FROM unnest(%(a_ids)s::uuid[], %(a_numbers)s::int[], %(a_started)s::timestamptz[],
+                         %(a_durations)s::int[], %(a_codes)s::int[], %(a_succeeded)s::boolean[],
+                         %(a_errors)s::text[], %(a_excerpts)s::text[])
+)
 UPDATE deliveries_delivery d
 SET status = v.status, next_attempt_at = v.next_attempt_at, last_status_code = v.status_code,
     last_error = v.error, completed_at = v.completed_at,
@@ -225,26 +233,21 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
     if not outcomes:
         return
     now = timezone.now()
+    sent = [(outcome, outcome.result) for outcome in outcomes if outcome.result is not None]
     with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(
-            DeliveryAttempt(
-                delivery_id=outcome.delivery.id,
-                number=outcome.delivery.attempt,
-                started_at=outcome.result.started_at,
-                duration_ms=outcome.result.duration_ms,
-                status_code=outcome.result.status_code,
-                succeeded=outcome.status == DeliveryStatus.SUCCEEDED,
-                error=outcome.result.error,
-                response_excerpt=outcome.result.response_excerpt,
-            )
-            for outcome in outcomes
-            if outcome.result is not None
-        )
         with connection.cursor() as cursor:
             cursor.execute(
                 RECORD_SQL,
                 {
                     "token": token,
+                    "a_ids": [outcome.delivery.id for outcome, _ in sent],
+                    "a_numbers": [outcome.delivery.attempt for outcome, _ in sent],
+                    "a_started": [result.started_at for _, result in sent],
+                    "a_durations": [result.duration_ms for _, result in sent],
+                    "a_codes": [result.status_code for _, result in sent],
+                    "a_succeeded": [outcome.status == DeliveryStatus.SUCCEEDED for outcome, _ in sent],
+                    "a_errors": [result.error for _, result in sent],
+                    "a_excerpts": [result.response_excerpt for _, result in sent],
                     "ids": [outcome.delivery.id for outcome in outcomes],
                     "statuses": [str(outcome.status) for outcome in outcomes],
                     "next": [outcome.next_attempt_at for outcome in outcomes],
