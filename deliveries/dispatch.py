@@ -7,9 +7,11 @@ its own deliveries. Many workers may run this at once; ``SKIP LOCKED`` keeps
 them apart.
 """
 
+import functools
 import logging
 import math
 import os
+import queue
 import threading
 import time
 import uuid
@@ -39,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 # How often a worker records finished sends and claims the room they free while others are still in flight.
 RECORD_SLICE_SECONDS = 0.05
+# How long a task waits for sends still in flight once nothing more is due, before leaving them to the
+# process's straggler recorder and returning.
+STRAGGLER_SECONDS = 1.0
 
 CLAIM_SQL = """
 WITH due AS (
@@ -221,7 +226,7 @@ def senders() -> ThreadPoolExecutor:
 def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
     """Sends every claimed delivery concurrently and waits for all. Must not run inside a transaction."""
     outcomes, to_send = prepare_batch(batch)
-    results = list(senders().map(post, [request for _, request in to_send]))
+    results = [future.result() for future in [submit(request) for _, request in to_send]]
     now = timezone.now()
     outcomes.extend(decide(delivery, result, now=now) for (delivery, _), result in zip(to_send, results, strict=True))
     return outcomes
@@ -316,33 +321,109 @@ def deliver_due(*, batch_size: int, max_seconds: float) -> int:
 
     Outcomes are recorded every ``RECORD_SLICE_SECONDS`` and the room they free is claimed again at once,
     so a receiver that answers slowly holds only its own deliveries, never the batch it was claimed with.
+    Sends still in flight ``STRAGGLER_SECONDS`` after the last claim (or when time is up) are left to the
+    process's straggler recorder, so a slow receiver never keeps the worker from its next task either.
     """
     deadline = time.monotonic() + max_seconds
     in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]] = {}
     handled = 0
-    while True:
+    last_claim = time.monotonic()
+    while time.monotonic() < deadline:
         claimed = 0
-        if time.monotonic() < deadline and len(in_flight) < batch_size:
+        room = batch_size - senders_busy()
+        if room > 0:
             token = uuid.uuid4()
-            batch = claim_due(batch_size=batch_size - len(in_flight), token=token)
+            batch = claim_due(batch_size=room, token=token)
             refusals, to_send = prepare_batch(batch)
             record_outcomes_persistently(refusals, token=token)
             for delivery, request in to_send:
-                in_flight[senders().submit(post, request)] = (delivery, token)
+                in_flight[submit(request)] = (delivery, token)
             claimed = len(batch)
             handled += claimed
-        if not in_flight:
-            if claimed:
-                continue  # all refused: there may be more
-            return handled
-        done, _ = wait(in_flight, timeout=RECORD_SLICE_SECONDS, return_when=ALL_COMPLETED)
-        now = timezone.now()
-        by_claim: dict[uuid.UUID, list[Outcome]] = {}
-        for future in done:
-            delivery, token = in_flight.pop(future)
-            by_claim.setdefault(token, []).append(decide(delivery, future.result(), now=now))
-        for token, outcomes in by_claim.items():
-            record_outcomes_persistently(outcomes, token=token)
+        if claimed:
+            last_claim = time.monotonic()
+        elif not in_flight or time.monotonic() - last_claim > STRAGGLER_SECONDS:
+            break
+        if in_flight:
+            done, _ = wait(in_flight, timeout=RECORD_SLICE_SECONDS, return_when=ALL_COMPLETED)
+            record_finished({future: in_flight.pop(future) for future in done})
+    if in_flight:
+        adopt_stragglers(in_flight)
+    return handled
+
+
+def record_finished(finished: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]) -> None:
+    """Decides and records finished sends, one transaction per claim."""
+    now = timezone.now()
+    by_claim: dict[uuid.UUID, list[Outcome]] = {}
+    for future, (delivery, token) in finished.items():
+        by_claim.setdefault(token, []).append(decide(delivery, future.result(), now=now))
+    for token, outcomes in by_claim.items():
+        record_outcomes_persistently(outcomes, token=token)
+
+
+_busy_lock = threading.Lock()
+_busy = 0  # sends submitted in this process and not finished yet, whichever task submitted them
+
+
+def submit(request: DeliveryRequest) -> Future[DeliveryResult]:
+    global _busy
+    with _busy_lock:
+        _busy += 1
+    future = senders().submit(post, request)
+    future.add_done_callback(_send_finished)
+    return future
+
+
+def _send_finished(future: Future[DeliveryResult]) -> None:
+    global _busy
+    with _busy_lock:
+        _busy -= 1
+
+
+def senders_busy() -> int:
+    return _busy
+
+
+_stragglers_lock = threading.Lock()
+_stragglers: tuple[int, queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]]] | None = None
+
+
+def adopt_stragglers(in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]) -> None:
+    """Hands sends still in flight to a thread of their own that records each when it finishes."""
+    global _stragglers
+    with _stragglers_lock:
+        if _stragglers is None or _stragglers[0] != os.getpid():
+            finished: queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]] = queue.SimpleQueue()
+            threading.Thread(target=_record_stragglers, args=(finished,), name="stragglers", daemon=True).start()
+            _stragglers = (os.getpid(), finished)
+        finished = _stragglers[1]
+    for future, (delivery, token) in in_flight.items():
+        future.add_done_callback(functools.partial(_queue_straggler, finished, delivery, token))
+
+
+def _queue_straggler(
+    finished: queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]],
+    delivery: ClaimedDelivery,
+    token: uuid.UUID,
+    future: Future[DeliveryResult],
+) -> None:
+    finished.put((future, delivery, token))
+
+
+def _record_stragglers(finished: queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]]) -> None:
+    while True:
+        first = finished.get()
+        time.sleep(RECORD_SLICE_SECONDS)  # those finishing together are recorded together
+        batch = [first]
+        while not finished.empty():
+            batch.append(finished.get())
+        try:
+            record_finished({future: (delivery, token) for future, delivery, token in batch})
+        except Exception:
+            logger.exception("Could not record %s straggling deliveries; they will be retried.", len(batch))
+        finally:
+            connection.close()  # this thread's own connection: do not keep it idle between stragglers
 
 
 def has_due_deliveries() -> bool:

@@ -1,6 +1,7 @@
 """A worker keeps claiming while sends are in flight: a slow receiver holds only its own deliveries."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -56,3 +57,35 @@ def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization
     assert handled == 4
     assert released_early == [True]
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}
+
+
+@pytest.mark.django_db(transaction=True)  # the straggler recorder records on a connection of its own
+def test_a_task_leaves_a_slow_send_to_the_straggler_recorder_and_its_outcome_is_still_recorded(  # type: ignore[no-untyped-def]
+    organization, loopback_callbacks, monkeypatch
+) -> None:
+    monkeypatch.setattr(dispatch, "STRAGGLER_SECONDS", 0.2)
+    answer = threading.Event()
+    receiver = Receiver(responder=lambda request: (answer.wait(10), (200, {}, b"ok"))[1])
+    try:
+        Subscription.objects.create(
+            organization=organization, callback_url=f"{receiver.url}/slow", events=["person.*"], secret="s" * 20
+        )
+        record_event(organization_id=organization.id, event_type="person.created", data={})
+        relay_pending(batch_size=100)
+
+        handled = dispatch.deliver_due(batch_size=50, max_seconds=30)  # returns while the receiver still waits
+
+        delivery = Delivery.objects.get()
+        assert handled == 1 and not answer.is_set()
+        assert delivery.status == DeliveryStatus.PENDING and delivery.claim_token is not None
+        answer.set()
+        deadline = time.monotonic() + 10
+        while delivery.status == DeliveryStatus.PENDING and time.monotonic() < deadline:
+            time.sleep(0.05)
+            delivery.refresh_from_db()
+    finally:
+        answer.set()
+        receiver.close()
+
+    assert delivery.status == DeliveryStatus.SUCCEEDED
+    assert delivery.attempts.get().status_code == 200

@@ -1,0 +1,47 @@
+"""``make bench`` works on this machine: a smoke run with tiny numbers prints every figure and loses nothing.
+
+No figure is judged here (timings belong to the bench, not to the suite); the run must finish, print each
+table, and end with ``0 missing``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+
+TABLES = [
+    "Physical limits (same run)",
+    "(a) sustained end-to-end",
+    "(b) latency event timestamp -> receipt",
+    "(c) relay",
+    "(a2) delivery side alone",
+    "(d) API create",
+    "(e) peak RSS",
+    "(f) healthy subscriptions' first attempts",
+    "(g) (a)'s workload while one transaction stays open",
+]
+
+
+def test_a_quick_bench_run_prints_every_figure_and_loses_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ESL_", "DATABASE_URL"))}
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "0 missing"
+    for title in TABLES:
+        assert title in done.stdout, title
+    results = ROOT / next(line.split(": ", 1)[1] for line in lines if line.startswith("results: "))
+    figures = json.loads(results.read_text())["brokers"]["redis"]["sapien"]
+    assert figures["a_sustained"]["unique"] == figures["a_sustained"]["expected"] > 0
+    assert figures["f_isolation"]["mixed"]["other_requests"] > 0  # the failing and slow receivers were reached
+    assert all(stage["n"] > 0 for stage in figures["b_latency"][0]["stages_ms"].values())
+    results.unlink()
