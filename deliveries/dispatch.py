@@ -41,9 +41,9 @@ logger = logging.getLogger(__name__)
 
 # How often a worker records finished sends and claims the room they free while others are still in flight.
 RECORD_SLICE_SECONDS = 0.05
-# How long a task waits for sends still in flight once nothing more is due, before leaving them to the
+# How long a task waits for sends still in flight once it stopped claiming, before leaving them to the
 # process's straggler recorder and returning.
-STRAGGLER_SECONDS = 1.0
+STRAGGLER_SECONDS = 0.1
 
 CLAIM_SQL = """
 WITH due AS (
@@ -316,40 +316,52 @@ def record_outcomes_persistently(outcomes: list[Outcome], *, token: uuid.UUID, t
             time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
 
 
-def deliver_due(*, batch_size: int, max_seconds: float) -> int:
-    """Keeps up to ``batch_size`` deliveries in flight until nothing is due or time is up; returns how many.
+@dataclass(frozen=True)
+class DeliveryRun:
+    handled: int  # deliveries claimed
+    time_up: bool  # claiming stopped with work perhaps left (time ran out, or every sending thread was busy)
 
-    Outcomes are recorded every ``RECORD_SLICE_SECONDS`` and the room they free is claimed again at once,
-    so a receiver that answers slowly holds only its own deliveries, never the batch it was claimed with.
-    Sends still in flight ``STRAGGLER_SECONDS`` after the last claim (or when time is up) are left to the
-    process's straggler recorder, so a slow receiver never keeps the worker from its next task either.
+
+def deliver_due(*, batch_size: int, max_seconds: float) -> DeliveryRun:
+    """Sends what is due, up to ``batch_size`` deliveries in flight, until a claim comes back short.
+
+    Outcomes are recorded every ``RECORD_SLICE_SECONDS``; while claims come back full, the room finished
+    sends free is claimed again at once. Once claiming stops, sends still in flight after
+    ``STRAGGLER_SECONDS`` are left to the process's straggler recorder: a receiver that answers slowly
+    holds neither the deliveries claimed with it nor the worker, which is free for the next wake-up.
     """
     deadline = time.monotonic() + max_seconds
     in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]] = {}
     handled = 0
-    last_claim = time.monotonic()
-    while time.monotonic() < deadline:
-        claimed = 0
-        room = batch_size - senders_busy()
-        if room > 0:
-            token = uuid.uuid4()
-            batch = claim_due(batch_size=room, token=token)
-            refusals, to_send = prepare_batch(batch)
-            record_outcomes_persistently(refusals, token=token)
-            for delivery, request in to_send:
-                in_flight[submit(request)] = (delivery, token)
-            claimed = len(batch)
-            handled += claimed
-        if claimed:
-            last_claim = time.monotonic()
-        elif not in_flight or time.monotonic() - last_claim > STRAGGLER_SECONDS:
+    time_up = False
+    stopped_at: float | None = None  # when claiming stopped
+    while True:
+        if stopped_at is None:
+            room = batch_size - senders_busy()
+            if room <= 0 or time.monotonic() >= deadline:
+                time_up = True
+                stopped_at = time.monotonic()
+            else:
+                token = uuid.uuid4()
+                batch = claim_due(batch_size=room, token=token)
+                refusals, to_send = prepare_batch(batch)
+                record_outcomes_persistently(refusals, token=token)
+                for delivery, request in to_send:
+                    in_flight[submit(request)] = (delivery, token)
+                handled += len(batch)
+                if len(batch) < room:  # nothing more is due now; what falls due later brings its own wake-up
+                    stopped_at = time.monotonic()
+        if not in_flight:
+            if stopped_at is None:
+                continue
             break
-        if in_flight:
-            done, _ = wait(in_flight, timeout=RECORD_SLICE_SECONDS, return_when=ALL_COMPLETED)
-            record_finished({future: in_flight.pop(future) for future in done})
+        if stopped_at is not None and time.monotonic() - stopped_at > STRAGGLER_SECONDS:
+            break
+        done, _ = wait(in_flight, timeout=RECORD_SLICE_SECONDS, return_when=ALL_COMPLETED)
+        record_finished({future: in_flight.pop(future) for future in done})
     if in_flight:
         adopt_stragglers(in_flight)
-    return handled
+    return DeliveryRun(handled=handled, time_up=time_up)
 
 
 def record_finished(finished: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]) -> None:

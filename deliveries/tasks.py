@@ -11,12 +11,12 @@ from deliveries.wakeups import wake_delivery_workers
 
 @shared_task(name="deliveries.deliver_due", ignore_result=True)
 def deliver_due(**kwargs: Any) -> int:
-    handled = dispatch.deliver_due(
+    run = dispatch.deliver_due(
         batch_size=settings.ESL_DELIVERY_BATCH_SIZE, max_seconds=settings.ESL_DELIVERY_TASK_SECONDS
     )
-    if handled and dispatch.has_due_deliveries():
+    if run.time_up and dispatch.has_due_deliveries():
         wake_delivery_workers(1)  # time ran out with work left: hand over rather than hog the worker
-    return handled
+    return run.handled
 
 
 @shared_task(name="deliveries.sweep_due", ignore_result=True)
