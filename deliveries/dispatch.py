@@ -316,6 +316,10 @@ def record_outcomes_persistently(outcomes: list[Outcome], *, token: uuid.UUID, t
             time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
 
 
+InFlight = dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]  # a send, its delivery and claim
+Straggler = tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]
+
+
 @dataclass(frozen=True)
 class DeliveryRun:
     handled: int  # deliveries claimed
@@ -331,7 +335,7 @@ def deliver_due(*, batch_size: int, max_seconds: float) -> DeliveryRun:
     holds neither the deliveries claimed with it nor the worker, which is free for the next wake-up.
     """
     deadline = time.monotonic() + max_seconds
-    in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]] = {}
+    in_flight: InFlight = {}
     handled = 0
     time_up = False
     stopped_at: float | None = None  # when claiming stopped
@@ -364,7 +368,7 @@ def deliver_due(*, batch_size: int, max_seconds: float) -> DeliveryRun:
     return DeliveryRun(handled=handled, time_up=time_up)
 
 
-def record_finished(finished: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]) -> None:
+def record_finished(finished: InFlight) -> None:
     """Decides and records finished sends, one transaction per claim."""
     now = timezone.now()
     by_claim: dict[uuid.UUID, list[Outcome]] = {}
@@ -398,15 +402,15 @@ def senders_busy() -> int:
 
 
 _stragglers_lock = threading.Lock()
-_stragglers: tuple[int, queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]]] | None = None
+_stragglers: tuple[int, queue.SimpleQueue[Straggler]] | None = None
 
 
-def adopt_stragglers(in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]) -> None:
+def adopt_stragglers(in_flight: InFlight) -> None:
     """Hands sends still in flight to a thread of their own that records each when it finishes."""
     global _stragglers
     with _stragglers_lock:
         if _stragglers is None or _stragglers[0] != os.getpid():
-            finished: queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]] = queue.SimpleQueue()
+            finished: queue.SimpleQueue[Straggler] = queue.SimpleQueue()
             threading.Thread(target=_record_stragglers, args=(finished,), name="stragglers", daemon=True).start()
             _stragglers = (os.getpid(), finished)
         finished = _stragglers[1]
@@ -415,7 +419,7 @@ def adopt_stragglers(in_flight: dict[Future[DeliveryResult], tuple[ClaimedDelive
 
 
 def _queue_straggler(
-    finished: queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]],
+    finished: queue.SimpleQueue[Straggler],
     delivery: ClaimedDelivery,
     token: uuid.UUID,
     future: Future[DeliveryResult],
@@ -423,7 +427,7 @@ def _queue_straggler(
     finished.put((future, delivery, token))
 
 
-def _record_stragglers(finished: queue.SimpleQueue[tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]]) -> None:
+def _record_stragglers(finished: queue.SimpleQueue[Straggler]) -> None:
     while True:
         first = finished.get()
         time.sleep(RECORD_SLICE_SECONDS)  # those finishing together are recorded together
