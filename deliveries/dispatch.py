@@ -45,11 +45,13 @@ RECORD_SLICE_SECONDS = 0.05
 # process's straggler recorder and returning.
 STRAGGLER_SECONDS = 0.1
 
-CLAIM_SQL = """
+# A delivery a worker may claim now: pending, due, and not under a live claim.
+CLAIMABLE = "status = 'pending' AND next_attempt_at <= now() AND (claimed_until IS NULL OR claimed_until < now())"
+
+CLAIM_SQL = f"""
 WITH due AS (
     SELECT id FROM deliveries_delivery
-    WHERE status = 'pending' AND next_attempt_at <= now()
-      AND (claimed_until IS NULL OR claimed_until < now())
+    WHERE {CLAIMABLE}
     ORDER BY next_attempt_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
@@ -444,9 +446,6 @@ def _record_stragglers(finished: queue.SimpleQueue[Straggler]) -> None:
 
 def has_due_deliveries() -> bool:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE status = 'pending' AND next_attempt_at <= now()"
-            " AND (claimed_until IS NULL OR claimed_until < now()))"
-        )
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE {CLAIMABLE})")
         row = cursor.fetchone()
     return bool(row and row[0])
