@@ -10,7 +10,6 @@ them apart.
 import functools
 import logging
 import math
-import os
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ from django.utils import timezone
 from deliveries import retry
 from deliveries.blobs import body_to_send
 from deliveries.models import DeliveryStatus
+from deliveries.per_process import PerProcess
 from deliveries.signing import sapien_signature, standard_webhooks_signature
 from deliveries.transport import DeliveryRequest, DeliveryResult, post
 from sapien import __version__
@@ -211,18 +211,10 @@ def prepare_batch(batch: list[ClaimedDelivery]) -> tuple[list[Outcome], list[tup
     return refusals, to_send
 
 
-_senders_lock = threading.Lock()
-_senders: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def senders() -> ThreadPoolExecutor:
-    """The process's sending threads (re-created after a fork): ``ESL_DELIVERY_CONCURRENCY`` requests at once."""
-    global _senders
-    with _senders_lock:
-        if _senders is None or _senders[0] != os.getpid():
-            pool = ThreadPoolExecutor(max_workers=settings.ESL_DELIVERY_CONCURRENCY, thread_name_prefix="deliver")
-            _senders = (os.getpid(), pool)
-        return _senders[1]
+# The process's sending threads: ``ESL_DELIVERY_CONCURRENCY`` requests at once.
+_senders = PerProcess(
+    lambda: ThreadPoolExecutor(max_workers=settings.ESL_DELIVERY_CONCURRENCY, thread_name_prefix="deliver")
+)
 
 
 def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
@@ -388,7 +380,7 @@ def submit(request: DeliveryRequest) -> Future[DeliveryResult]:
     global _busy
     with _busy_lock:
         _busy += 1
-    future = senders().submit(post, request)
+    future = _senders.get().submit(post, request)
     future.add_done_callback(_send_finished)
     return future
 
@@ -403,19 +395,18 @@ def senders_busy() -> int:
     return _busy
 
 
-_stragglers_lock = threading.Lock()
-_stragglers: tuple[int, queue.SimpleQueue[Straggler]] | None = None
+def _start_straggler_recorder() -> queue.SimpleQueue[Straggler]:
+    finished: queue.SimpleQueue[Straggler] = queue.SimpleQueue()
+    threading.Thread(target=_record_stragglers, args=(finished,), name="stragglers", daemon=True).start()
+    return finished
+
+
+_stragglers = PerProcess(_start_straggler_recorder)
 
 
 def adopt_stragglers(in_flight: InFlight) -> None:
     """Hands sends still in flight to a thread of their own that records each when it finishes."""
-    global _stragglers
-    with _stragglers_lock:
-        if _stragglers is None or _stragglers[0] != os.getpid():
-            finished: queue.SimpleQueue[Straggler] = queue.SimpleQueue()
-            threading.Thread(target=_record_stragglers, args=(finished,), name="stragglers", daemon=True).start()
-            _stragglers = (os.getpid(), finished)
-        finished = _stragglers[1]
+    finished = _stragglers.get()
     for future, (delivery, token) in in_flight.items():
         future.add_done_callback(functools.partial(_queue_straggler, finished, delivery, token))
 

@@ -4,8 +4,6 @@ One ``requests.Session`` per process keeps keep-alive connections pooled per
 host. Redirects are never followed, proxies from the environment are ignored.
 """
 
-import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +14,7 @@ from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
 from deliveries.models import RESPONSE_EXCERPT_CHARS
+from deliveries.per_process import PerProcess
 from deliveries.safe_http import PublicOnlyAdapter
 
 
@@ -36,24 +35,23 @@ class DeliveryResult:
     retry_after: str | None = None
 
 
-_session_lock = threading.Lock()
-_session: tuple[int, requests.Session] | None = None
+def _pooled_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    pool = max(settings.ESL_DELIVERY_CONCURRENCY, 10)
+    adapter_class = HTTPAdapter if settings.ESL_ALLOW_PRIVATE_CALLBACKS else PublicOnlyAdapter
+    adapter = adapter_class(pool_connections=64, pool_maxsize=pool, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+_session = PerProcess(_pooled_session)
 
 
 def http_session() -> requests.Session:
     """The process's pooled session (re-created after a fork)."""
-    global _session
-    with _session_lock:
-        if _session is None or _session[0] != os.getpid():
-            session = requests.Session()
-            session.trust_env = False
-            pool = max(settings.ESL_DELIVERY_CONCURRENCY, 10)
-            adapter_class = HTTPAdapter if settings.ESL_ALLOW_PRIVATE_CALLBACKS else PublicOnlyAdapter
-            adapter = adapter_class(pool_connections=64, pool_maxsize=pool, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            _session = (os.getpid(), session)
-        return _session[1]
+    return _session.get()
 
 
 def post(request: DeliveryRequest) -> DeliveryResult:

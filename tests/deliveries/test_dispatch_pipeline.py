@@ -17,9 +17,9 @@ from tests.support.receiver import ReceivedRequest, Receiver, Reply
 
 @pytest.fixture
 def loopback_callbacks(e2e_settings):  # type: ignore[no-untyped-def]
-    transport._session = None  # the pooled session is built for the current setting
+    transport._session.reset()  # the pooled session is built for the current setting
     yield e2e_settings
-    transport._session = None
+    transport._session.reset()
 
 
 @pytest.mark.django_db(transaction=True)  # now() must move on, and stragglers are recorded on their own connection

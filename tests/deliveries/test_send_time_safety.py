@@ -15,9 +15,9 @@ from tests.support.receiver import Receiver
 @pytest.fixture
 def private_callbacks_off(settings):  # type: ignore[no-untyped-def]
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = False
-    transport._session = None  # the pooled session is built for the current setting
+    transport._session.reset()  # the pooled session is built for the current setting
     yield settings
-    transport._session = None
+    transport._session.reset()
 
 
 def claimed(url: str) -> dispatch.ClaimedDelivery:
