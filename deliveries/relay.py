@@ -18,7 +18,7 @@ from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
-from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, counted_sql, quota_limits
+from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, counted_sql, quota_limits, window_start_sql
 
 RELAY_SQL = """
 WITH claimed AS (
@@ -31,7 +31,7 @@ WITH claimed AS (
         FOR UPDATE SKIP LOCKED
     ))
     RETURNING id, organization_id, type, created_at, recipient_id,
-              date_trunc('hour', created_at, 'UTC') AS window_start, {counted} AS counted
+              {window_start} AS window_start, {counted} AS counted
 ), windows AS (
     SELECT organization_id, window_start, count(*)::int AS added
     FROM claimed WHERE counted
@@ -51,7 +51,7 @@ WITH claimed AS (
     SELECT e.id, e.organization_id, e.type, e.recipient_id,
            CASE WHEN q.before + row_number() OVER (PARTITION BY e.organization_id, e.window_start, e.counted
                                                    ORDER BY e.created_at, e.id) > q.quota
-                THEN e.window_start + interval '1 hour' END AS not_before
+                THEN e.window_start + make_interval(secs => %(window)s) END AS not_before
     FROM claimed e
     LEFT JOIN quota q ON e.counted AND q.organization_id = e.organization_id AND q.window_start = e.window_start
 ), fanned AS (
@@ -73,7 +73,11 @@ WITH claimed AS (
 SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM fanned),
        q.organization_id, q.window_start, q.before, q.after, q.quota
 FROM (SELECT 1) AS one LEFT JOIN quota q ON true
-""".format(counted=counted_sql("type"), matches=patterns_match_sql("s.events", "e.type"))
+""".format(
+    window_start=window_start_sql("created_at"),
+    counted=counted_sql("type"),
+    matches=patterns_match_sql("s.events", "e.type"),
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,10 @@ def relay_batch(*, batch_size: int) -> RelayBatch:
     """
     tiers, limits = zip(*quota_limits().items(), strict=True)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(RELAY_SQL, {"batch": batch_size, "tiers": list(tiers), "limits": list(limits)})
+        cursor.execute(
+            RELAY_SQL,
+            {"batch": batch_size, "tiers": list(tiers), "limits": list(limits), "window": WINDOW.total_seconds()},
+        )
         rows = cursor.fetchall()
         for _, _, organization_id, start, before, after, quota in rows:
             if organization_id is not None:

@@ -40,6 +40,11 @@ def window_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def window_start_sql(moment: str) -> str:
+    """SQL for ``window_start`` of the timestamptz column ``moment``."""
+    return f"date_trunc('hour', {moment}, 'UTC')"
+
+
 def counted_sql(event_type: str) -> str:
     """SQL that is true when the event type in the column ``event_type`` counts against the quota."""
     return f"NOT starts_with({event_type}, '{UNCOUNTED_PREFIX}')"
