@@ -2,8 +2,9 @@
 
 The pre-send check of the callback URL resolves the name once; DNS may answer
 differently a moment later (rebinding). These connection classes resolve, refuse
-any internal address, and connect to the very address they checked. TLS still
-verifies the certificate against the host name.
+any internal address (``is_internal_address``, the same rule as the URL check),
+and connect to the very address they checked. TLS still verifies the certificate
+against the host name.
 """
 
 import socket
@@ -14,7 +15,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
-from subscriptions.url_safety import UnsafeCallbackURL, is_internal_address, resolve
+from subscriptions.internal_addresses import is_internal_address
+from subscriptions.url_safety import UnsafeCallbackURL, resolve
 
 
 class _CheckedConnectionMixin:
@@ -28,8 +30,9 @@ class _CheckedConnectionMixin:
         except UnsafeCallbackURL as exc:
             raise NewConnectionError(self, f"refused: {exc}") from exc  # type: ignore[arg-type]
         internal = [address for address in addresses if is_internal_address(address)]
-        if internal or not addresses:
-            raise NewConnectionError(self, f"refused: {host} resolves to an internal address")  # type: ignore[arg-type]
+        if internal:
+            message = f"refused: {host} resolves to an internal address ({internal[0]})"
+            raise NewConnectionError(self, message)  # type: ignore[arg-type]
         self._dns_host = str(addresses[0])
         try:
             return super()._new_conn()  # type: ignore[misc, no-any-return]

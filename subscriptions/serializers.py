@@ -1,10 +1,19 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sapien.events.catalog import is_valid_pattern
 from subscriptions.models import Subscription
+from subscriptions.url_safety import MAX_URL_LENGTH
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class CallbackURLField(serializers.CharField):
+    """Text; ``subscriptions.url_safety`` judges the rest, so a malformed URL is an ``invalid_callback_url``."""
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
+    callback_url = CallbackURLField(max_length=MAX_URL_LENGTH)
     events = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=False, max_length=100)
     secret = serializers.CharField(write_only=True, required=False, min_length=16, max_length=256)
 

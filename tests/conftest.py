@@ -1,4 +1,7 @@
-"""Fixtures shared by the whole suite: organizations, real OAuth tokens, API clients."""
+"""Fixtures shared by the whole suite: organizations, real OAuth tokens, API clients.
+
+And, for every test, name resolution that answers loopback only (``tests.support.loopback_dns``).
+"""
 
 import secrets
 from collections.abc import Callable
@@ -11,7 +14,7 @@ from rest_framework.test import APIClient
 
 from sapien.core.models import Application, Organization, Tier, User
 
-pytest_plugins = ["tests.support.platform"]
+pytest_plugins = ["tests.support.loopback_dns", "tests.support.platform"]
 
 ALL_SCOPES = (
     "events:subscribe events:read events:admin entities:read entities:write availability:read availability:write"
