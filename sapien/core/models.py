@@ -82,3 +82,18 @@ class Application(AbstractApplication):
     @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
+
+
+class TokenFailureCount(models.Model):
+    """Failed token requests of one client id, username or address in one throttling window.
+
+    Where the counts live when the cache is not Redis; ``sapien.core.oauth_throttle`` alone
+    writes it, with an atomic upsert, and deletes the rows of windows that have ended.
+    """
+
+    key = models.CharField(max_length=128, primary_key=True)
+    count = models.PositiveIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -1,4 +1,4 @@
-"""django-oauth-toolkit hooks: per-client scopes and the one-organization rule.
+"""django-oauth-toolkit hooks: per-client scopes, the one-organization rule, PKCE with S256 only.
 
 A client may only ask for the scopes it was created with, and a user may only get
 a token from a client of their own organization.
@@ -11,6 +11,9 @@ from django.conf import settings
 from oauth2_provider.models import AccessToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import BaseScopes
+from oauthlib.common import Request as OAuthlibRequest
+from oauthlib.oauth2 import Server
+from oauthlib.oauth2.rfc6749.errors import InvalidRequestError
 
 
 class ApplicationScopes(BaseScopes):
@@ -59,3 +62,23 @@ class OrganizationOAuth2Validator(OAuth2Validator):
         return super().validate_refresh_token(refresh_token, client, request, *args, **kwargs) and _same_organization(
             request
         )
+
+
+def require_s256(request: OAuthlibRequest) -> dict[str, Any]:
+    """Refuses a PKCE challenge whose method is not ``S256`` (``plain`` is what an absent method means).
+
+    ``plain`` shows the verifier to whoever sees the authorization request (RFC 9700 §2.1.1).
+    An oauthlib ``pre_auth`` validator: it runs once the client and redirect URI are known
+    good, so the refusal is redirected to the client with its ``state``.
+    """
+    if request.code_challenge is not None and request.code_challenge_method != "S256":
+        raise InvalidRequestError(description='The only code_challenge_method accepted is "S256".', request=request)
+    return {}
+
+
+class S256Server(Server):
+    """oauthlib's server, whose authorization-code grant accepts PKCE with ``S256`` alone."""
+
+    def __init__(self, request_validator: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(request_validator, *args, **kwargs)
+        self.auth_grant.custom_validators.pre_auth.append(require_s256)
