@@ -62,6 +62,8 @@ class DisconnectSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class RuleSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """One window of a profile. A rule is always given whole: a PATCH replaces the rules, it does not edit them."""
+
     days_of_week = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=6), allow_empty=False, max_length=7
     )
@@ -77,6 +79,15 @@ class RuleSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
     def validate_days_of_week(self, value: list[int]) -> list[int]:
         return sorted(set(value))
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if self.parent is None:
+            return super().to_internal_value(data)  # type: ignore[no-any-return]
+        # Nested, its fields would follow the root's ``partial`` and skip the missing ones on a PATCH:
+        # validated on its own instead, every field is required as on creation.
+        whole = RuleSerializer(data=data)
+        whole.is_valid(raise_exception=True)
+        return dict(whole.validated_data)
 
 
 def _hhmm(value: str) -> str:

@@ -105,7 +105,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApplicationError):
         code, details = str(getattr(exc.detail, "code", exc.default_code)), exc.details
     else:
-        code = _CODES_BY_CLASS.get(type(exc), "error")
+        # DRF's own exceptions by class; a subclass of one by its own ``default_code``.
+        code = _CODES_BY_CLASS.get(type(exc)) or str(getattr(exc.detail, "code", None) or exc.default_code)
         details = exc.detail if isinstance(exc, exceptions.ValidationError) else None
     if isinstance(details, list):
         details = {"non_field_errors": details}

@@ -1,4 +1,4 @@
-"""Request-wide concerns: the correlation id, the event source, and the body size limit."""
+"""Request-wide concerns: the correlation id, the event source, the body size limit and JSON body limits."""
 
 import re
 import time
@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sapien.core.errors import error_body
+from sapien.core.parsers import MalformedJSON, parse_and_keep_json_body
 from sapien.core.signals import user_token_used
 from sapien.events.context import bind_actor, bind_context, clear_context, current_context
 from sapien.events.quota import QuotaStatus, quota_status
@@ -67,6 +68,23 @@ class BodySizeLimitMiddleware:
                 ),
                 status=413,
             )
+        return self.get_response(request)
+
+
+class JSONBodyMiddleware:
+    """Refuses a JSON body that is not JSON, nests too deep or is not Unicode with 400, before any view reads it.
+
+    Must come after ``BodySizeLimitMiddleware``, so that an oversize body is refused unread.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            parse_and_keep_json_body(request)
+        except MalformedJSON as exc:
+            return JsonResponse(error_body("malformed_request", str(exc)), status=400)
         return self.get_response(request)
 
 

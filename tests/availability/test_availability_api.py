@@ -250,3 +250,45 @@ def test_a_client_token_manages_profiles_for_a_user_with_events_admin(make_api, 
         ).status_code
         == 400
     )
+
+
+REQUIRED = ["This field is required."]
+
+
+@pytest.mark.parametrize(
+    ("rules", "details"),
+    [
+        ([{"days_of_week": [2]}], {"0": {"start_time": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
+        ([{k: v for k, v in RULES[0].items() if k != "status"}], {"0": {"status": REQUIRED}}),
+        ([{}], {"0": {"days_of_week": REQUIRED, "start_time": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
+        ([RULES[0], {"start_time": "10:00"}], {"1": {"days_of_week": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
+    ],
+)
+def test_a_patch_gives_every_rule_whole(me_api, user, rules: list, details: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    profile_id = me_api.post(
+        "/api/v1/availability/profiles", {"name": "Work", "timezone": "UTC", "rules": RULES}, format="json"
+    ).json()["id"]
+
+    response = me_api.patch(f"/api/v1/availability/profiles/{profile_id}", {"rules": rules}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "The request has invalid fields.",
+        "details": {"rules": details},
+    }
+    assert AvailabilityProfile.objects.get(pk=profile_id).rules == RULES
+    assert not Event.objects.filter(type="availability.profile.updated").exists()
+
+
+def test_a_patch_replaces_the_rules_with_whole_ones(me_api, user) -> None:  # type: ignore[no-untyped-def]
+    profile_id = me_api.post(
+        "/api/v1/availability/profiles", {"name": "Work", "timezone": "UTC", "rules": RULES}, format="json"
+    ).json()["id"]
+    weekend = {"days_of_week": [6, 0], "start_time": "10:00", "end_time": "12:00", "status": "away"}
+
+    response = me_api.patch(f"/api/v1/availability/profiles/{profile_id}", {"rules": [weekend]}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["rules"] == [{**weekend, "days_of_week": [0, 6]}]
+    assert response.json()["name"] == "Work"
