@@ -24,6 +24,7 @@ import psycopg
 import requests
 
 from bench.procs import HOST, ROOT, MemorySampler, Proc, free_port, wait_port
+from sapien import processes
 
 PYTHON = sys.executable
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672//"
@@ -145,15 +146,13 @@ class SapienStack:
         return result
 
     def _commands(self) -> dict[str, list[str]]:
+        """``sapien.processes``' command lines, as ``make run`` and the Docker image run them, without an access log."""
         return {
-            "web": [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--bind", f"{HOST}:{self.web_port}", "--workers", "2",
-                    "--graceful-timeout", "5", "--log-level", "warning"],
-            "relay": [PYTHON, "manage.py", "run_relay"],
-            "worker": [PYTHON, "-m", "celery", "-A", "sapien", "worker", "--loglevel", "WARNING",
-                       "--concurrency", "2", "-Q", "sapien", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"],
-            "beat": [PYTHON, "-m", "celery", "-A", "sapien", "beat", "--loglevel", "WARNING",
-                     "--schedule", str(self.work_dir / "celerybeat-schedule")],
-        }  # fmt: skip
+            "web": processes.web(host=HOST, port=self.web_port, workers=2, access_log=False, log_level="warning"),
+            "relay": processes.relay(),
+            "worker": processes.worker(concurrency=2, name=f"bench-{uuid.uuid4().hex[:6]}@%h", log_level="WARNING"),
+            "beat": processes.beat(schedule=self.work_dir / "celerybeat-schedule", log_level="WARNING"),
+        }
 
     def start(self, *names: str, **env_overrides: str) -> None:
         commands = self._commands()

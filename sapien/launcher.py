@@ -2,8 +2,9 @@
 
 ``python -m sapien.launcher run`` starts PostgreSQL and Redis from PyPI packages
 when ``DATABASE_URL`` / ``ESL_BROKER_URL`` are unset (data kept in ``.data/``),
-migrates, then runs the web server, the relay, a Celery worker and beat until
-Ctrl-C, which stops everything it started.
+migrates, then runs the web server, the relay, a Celery worker and beat
+(``sapien.processes``) under ``sapien.supervisor``, which restarts each one that
+exits on its own backoff, until Ctrl-C, which stops everything it started.
 
 ``python -m sapien.launcher test -- CMD…`` runs CMD with a throwaway embedded
 PostgreSQL and Redis (unless the variables name real ones), then stops them.
@@ -12,13 +13,12 @@ PostgreSQL and Redis (unless the variables name real ones), then stops them.
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from sapien import processes
 from sapien.embedded import (
     PG_DEFAULT_PORT,
     REDIS_DEFAULT_PORT,
@@ -27,6 +27,7 @@ from sapien.embedded import (
     start_postgres,
     start_redis,
 )
+from sapien.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -80,52 +81,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"Could not start the embedded services: {exc}\n"
               "Set DATABASE_URL and ESL_BROKER_URL to use servers of your own.", file=sys.stderr)  # fmt: skip
         return 1
-    # Child processes run in their own process groups: Ctrl-C reaches us, and we stop them in order.
-    children: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         subprocess.run([PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        commands = {
-            "web": [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--bind", f"0.0.0.0:{args.port}",
-                    "--workers", str(args.web_workers), "--access-logfile", "-", "--graceful-timeout", "5",
-                    # %(U)s is the path without its query: signed blob links stay out of the log.
-                    "--access-logformat", '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'],
-            "relay": [PYTHON, "manage.py", "run_relay"],
-            "worker": [PYTHON, "-m", "celery", "-A", "sapien", "worker", "--loglevel", "INFO",
-                       "--concurrency", str(args.worker_concurrency), "-Q", "sapien"],
-            "beat": [PYTHON, "-m", "celery", "-A", "sapien", "beat", "--loglevel", "WARNING",
-                     "--schedule", str(data_dir / "celerybeat-schedule")],
-        }  # fmt: skip
-        names = list(commands)
-        for command in commands.values():
-            children.append(subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True))
-        print(QUICK_START.format(port=args.port), file=sys.stderr, flush=True)
-        stopping: list[int] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-        restarts: list[float] = []
-        while not stopping:
-            for index, child in enumerate(children):
-                if child.poll() is None:
-                    continue
-                # Supervise like a process manager would: restart, but give up on a crash loop.
-                restarts = [moment for moment in restarts if moment > time.monotonic() - 60] + [time.monotonic()]
-                if len(restarts) > 5:
-                    print("Processes keep exiting; stopping everything.", file=sys.stderr)
-                    return 1
-                print(f"The {names[index]} process exited ({child.returncode}); restarting it.", file=sys.stderr)
-                children[index] = subprocess.Popen(commands[names[index]], cwd=ROOT, env=env, start_new_session=True)
-            time.sleep(0.5)
+        supervisor = Supervisor(
+            {
+                "web": processes.web(port=args.port, workers=args.web_workers),
+                "relay": processes.relay(),
+                "worker": processes.worker(concurrency=args.worker_concurrency),
+                "beat": processes.beat(schedule=data_dir / "celerybeat-schedule"),
+            },
+            cwd=ROOT,
+            env=env,
+        )
+        quick_start = QUICK_START.format(port=args.port)
+        supervisor.run_until_signalled(started=lambda: print(quick_start, file=sys.stderr, flush=True))
         return 0
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
         stop_all(services)
 
 

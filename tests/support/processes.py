@@ -1,14 +1,18 @@
-"""Real Sapien processes for end-to-end tests: Celery workers, beat and the relay."""
+"""Real Sapien processes for end-to-end tests: gunicorn, Celery workers, beat and the relay.
+
+Their command lines come from ``sapien.processes``, the same as ``make run``, the Docker image and the bench.
+"""
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from django.db import connection
+
+from sapien import processes as sapien_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,23 +74,21 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def celery(name: str, env: dict[str, str], log_dir: Path, *args: str) -> Process:
-    return Process(name, [sys.executable, "-m", "celery", "-A", "sapien", *args], env, log_dir)
+def web(env: dict[str, str], log_dir: Path, port: int, workers: int = 1) -> Process:
+    """gunicorn on loopback, with the access log, as ``make run`` and the Docker image run it."""
+    return Process("web", sapien_processes.web(host="127.0.0.1", port=port, workers=workers), env, log_dir)
 
 
 def worker(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 2) -> Process:
-    return celery(
-        name, env, log_dir, "worker", "-n", f"{name}@%h", "-Q", "sapien", "--concurrency", str(concurrency),
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
-    )  # fmt: skip
+    return Process(name, sapien_processes.worker(concurrency=concurrency, name=f"{name}@%h"), env, log_dir)
 
 
 def beat(env: dict[str, str], log_dir: Path) -> Process:
-    return celery("beat", env, log_dir, "beat", "--schedule", str(log_dir / "beat-schedule"), "--loglevel", "INFO")
+    return Process("beat", sapien_processes.beat(schedule=log_dir / "beat-schedule", log_level="INFO"), env, log_dir)
 
 
 def relay(name: str, env: dict[str, str], log_dir: Path) -> Process:
-    return Process(name, [sys.executable, "manage.py", "run_relay"], env, log_dir)
+    return Process(name, sapien_processes.relay(), env, log_dir)
 
 
 def wait_until(condition: Any, timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> None:

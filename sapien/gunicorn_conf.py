@@ -1,0 +1,45 @@
+"""gunicorn's settings for Sapien's web process, wherever it runs: ``gunicorn -c python:sapien.gunicorn_conf``.
+
+``sapien.processes.web()`` passes this module to gunicorn for ``make run``, the Docker image, the
+tests and the bench; the bind address, the worker count and whether there is an access log are
+its arguments. Every module-level name that is a gunicorn setting is read as one.
+
+- The access log names the path only (``%(U)s``), never the query string: signed blob links
+  (``?expires=…&signature=…``) and tokens sent in a URL stay out of it. gunicorn's own error
+  lines (``Invalid request from ip=…: …`` quotes the request line) go through the same
+  credential filter as Django's.
+- The request limits are gunicorn's largest, so that Django answers (with the JSON error shape)
+  anything a client may reasonably send; what is larger still gets gunicorn's own plain answer
+  (docs/operations.md, "What gunicorn answers itself").
+"""
+
+from typing import Any
+
+from gunicorn import glogging
+
+from sapien.core.logging import RedactCredentialsFilter
+
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+graceful_timeout = 5
+# No ``gunicornc`` control socket: nothing uses it, and gunicorns of one user would share its path.
+control_socket_disable = True
+
+# The request line (method, URL, version) up to 8190 bytes, gunicorn's maximum: larger is a 414.
+limit_request_line = 8190
+# Up to 100 header fields of up to 8190 bytes each: more, or larger, is a 431 or a 400.
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+
+class RedactingLogger(glogging.Logger):
+    """gunicorn's logger, with ``RedactCredentialsFilter`` on the handlers of its error and access logs."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if not any(isinstance(existing, RedactCredentialsFilter) for existing in handler.filters):
+                    handler.addFilter(RedactCredentialsFilter())
+
+
+logger_class = RedactingLogger

@@ -1,0 +1,73 @@
+"""Each process's command line is written once, in ``sapien.processes``; the Docker files only name its roles."""
+
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sapien import processes
+from tests.support.processes import ROOT
+
+ROLES = {
+    "web": processes.web(),
+    "relay": processes.relay(),
+    "worker": processes.worker(),
+    "beat": processes.beat(schedule="/tmp/celerybeat-schedule"),
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "command"),
+    [
+        (["web"], ROLES["web"]),
+        (["web", "--port", "9000", "--host", "127.0.0.1", "--workers", "3"],
+         processes.web(port=9000, host="127.0.0.1", workers=3)),
+        (["relay"], ROLES["relay"]),
+        (["worker", "--concurrency", "4", "--name", "w1@%h"], processes.worker(concurrency=4, name="w1@%h")),
+        (["beat", "--schedule", "/tmp/celerybeat-schedule"], ROLES["beat"]),
+    ],
+)  # fmt: skip
+def test_python_m_sapien_processes_runs_the_same_command_lines(arguments: list[str], command: list[str]) -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "sapien.processes", "--print", *arguments], cwd=ROOT, capture_output=True, text=True,
+        check=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert shlex.split(printed.stdout) == command
+
+
+def test_the_defaults_come_from_the_environment_as_in_the_containers() -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PORT": "8081", "WEB_CONCURRENCY": "5",
+           "WORKER_CONCURRENCY": "7"}  # fmt: skip
+
+    def printed(role: str) -> list[str]:
+        command = [sys.executable, "-m", "sapien.processes", "--print", role]
+        return shlex.split(
+            subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, env=env).stdout
+        )
+
+    assert printed("web") == processes.web(port=8081, workers=5)
+    assert printed("worker") == processes.worker(concurrency=7)
+
+
+def test_the_web_process_runs_gunicorn_with_the_shared_configuration() -> None:
+    assert processes.web(host="127.0.0.1", port=8000, workers=1, access_log=False, log_level="warning")[1:] == [
+        "-m", "gunicorn", "sapien.wsgi", "--config", "python:sapien.gunicorn_conf", "--bind", "127.0.0.1:8000",
+        "--workers", "1", "--log-level", "warning",
+    ]  # fmt: skip
+    assert processes.web()[-2:] == ["--access-logfile", "-"]
+
+
+def test_compose_and_the_dockerfile_start_each_role_through_sapien_processes() -> None:
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())
+    commands = {name: compose["services"][name]["command"] for name in ROLES}
+    assert commands == {
+        "web": ["sh", "-c", "python manage.py migrate --noinput && exec python -m sapien.processes web"],
+        "relay": ["python", "-m", "sapien.processes", "relay"],
+        "worker": ["python", "-m", "sapien.processes", "worker"],
+        "beat": ["python", "-m", "sapien.processes", "beat", "--schedule", "/tmp/celerybeat-schedule"],
+    }
+    [cmd] = [line for line in (ROOT / "docker" / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
+    assert json.loads(cmd.removeprefix("CMD ")) == ["python", "-m", "sapien.processes", "web"]
