@@ -46,5 +46,5 @@ class DeliveryAdmin(admin.ModelAdmin[Delivery]):
 
 @admin.register(Blob)
 class BlobAdmin(admin.ModelAdmin[Blob]):
-    list_display = ["id", "event", "size_bytes", "checksum", "expires_at"]
-    readonly_fields = ["id", "event", "organization", "path", "size_bytes", "checksum", "created_at", "expires_at"]
+    list_display = ["id", "event", "part", "size_bytes", "checksum", "expires_at"]
+    readonly_fields = [field.name for field in Blob._meta.fields]

@@ -82,17 +82,30 @@ class DeliveryAttempt(models.Model):
         return f"attempt {self.number} of {self.delivery_id}: {self.status_code or self.error}"
 
 
+class BlobPart(models.TextChoices):
+    """What of an event a blob holds, and so which reference of the delivered body points to it."""
+
+    DATA = "data", "data (data_ref)"
+    CHANGES = "changes", "changes (changes_ref)"
+    EVENT = "event", "the whole event (event_ref)"
+
+
 class Blob(models.Model):
-    """An event's ``data`` too large to send inline, kept in Django's storage until it expires."""
+    """A part of an event too large to send inline, kept in Django's storage until it expires."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="blob")
+    # Indexed by the unique constraint, which leads with it.
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="blobs", db_index=False)
+    part = models.CharField(max_length=16, choices=BlobPart.choices, default=BlobPart.DATA)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     path = models.CharField(max_length=500)
     size_bytes = models.PositiveBigIntegerField()
     checksum = models.CharField(max_length=80)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "part"], name="blob_one_per_event_part")]
 
     def __str__(self) -> str:
         return self.path

@@ -11,6 +11,9 @@ from sapien.events.context import EventContext
 
 ENVELOPE_VERSION = "1.0"
 
+# Delivered in the exact shape of another schema (seed 000's) rather than in this envelope.
+OWN_SCHEMA_TYPES = frozenset({"user.availability.update"})
+
 
 def isoformat_z(moment: datetime) -> str:
     """``2024-01-15T14:32:00.000Z``: UTC, milliseconds, a ``Z``."""

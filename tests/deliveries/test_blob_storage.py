@@ -2,13 +2,14 @@
 
 import hashlib
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 from django.test import Client
 from moto import mock_aws
 
-from deliveries.blobs import body_to_send
+from deliveries.blobs import body_to_send, is_valid_blob_signature
 from deliveries.models import Blob
 from sapien.events.outbox import record_event
 
@@ -73,3 +74,62 @@ def test_spill_to_s3_compatible_storage(large_event, client: Client, settings, m
     assert [item["Key"] for item in stored] == [f"esl/blobs/{large_event.organization_id}/{large_event.id}.json"]
     content = fetch(client, reference["uri"])
     assert reference["checksum"] == f"sha256:{hashlib.sha256(content).hexdigest()}"
+
+
+REFUSED_LINK = {"error": {"code": "permission_denied", "message": "This blob link is invalid or has expired."}}
+
+
+@pytest.fixture
+def blob_path(large_event, settings, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """The path of a stored blob's URL, without its query."""
+    settings.MEDIA_ROOT = tmp_path
+    return urlsplit(spilled_reference(large_event)["uri"]).path
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "expires=540321009654&signature=%C3%88%F2%B3%B3%89UO",  # the signature schemathesis sent: not ASCII
+        "expires=540321009654&signature=%E2%82%AC" + "0" * 63,  # a signature's length in characters, not in bytes
+        "expires=540321009654&signature=%FF%FE",  # not UTF-8 at all
+    ],
+)
+def test_a_signature_that_is_not_ascii_is_refused_not_an_error(blob_path, client: Client, query) -> None:  # type: ignore[no-untyped-def]
+    response = client.get(f"{blob_path}?{query}")
+
+    assert response.status_code == 403
+    assert response.json() == REFUSED_LINK
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [
+        "abc",
+        "-1",
+        "1e12",
+        "",
+        "%C2%B2",  # "²": str.isdigit() says it is a digit, int() refuses it
+        "%D9%A1" * 10,  # Arabic-Indic digits, which int() would read as a number
+        "9" * 13,  # past any real expiry
+        "9" * 5000,  # past int()'s digit limit
+    ],
+)
+def test_an_expires_that_is_not_a_plain_number_is_refused_not_an_error(blob_path, client: Client, expires) -> None:  # type: ignore[no-untyped-def]
+    response = client.get(f"{blob_path}?expires={expires}&signature={'0' * 64}")
+
+    assert response.status_code == 403
+    assert response.json() == REFUSED_LINK
+
+
+def test_a_signed_expiry_in_other_digits_is_refused(blob_path, large_event, client: Client) -> None:  # type: ignore[no-untyped-def]
+    query = parse_qs(urlsplit(spilled_reference(large_event)["uri"]).query)
+    arabic_indic = "".join(chr(0x0660 + int(digit)) for digit in query["expires"][0])
+
+    response = client.get(blob_path, {"expires": arabic_indic, "signature": query["signature"][0]})
+
+    assert response.status_code == 403
+    assert response.json() == REFUSED_LINK
+
+
+def test_a_signature_with_a_lone_surrogate_is_invalid_not_an_error(large_event) -> None:  # type: ignore[no-untyped-def]
+    assert is_valid_blob_signature(large_event.id, "540321009654", "\ud800" * 64) is False
