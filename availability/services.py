@@ -209,27 +209,54 @@ def manual_status_clear(*, user: User, context: dict[str, Any] | None = None) ->
 
 
 @transaction.atomic
-def override_set(
-    *, user: User, status: str, actor_id: str, custom_message: str = "", expires_at: datetime | None = None
-) -> UserAvailability:
+def declaration_set(
+    *,
+    user: User,
+    kind: str,
+    status: str,
+    actor_id: str,
+    source: str,
+    custom_message: str = "",
+    expires_at: datetime | None = None,
+) -> tuple[UserAvailability, Declaration]:
+    """Declares ``kind`` for the user on an operator's behalf (no refusal under an override), and recomputes.
+
+    Takes the user's row lock before it writes the declaration, as every path here does:
+    one lock order for the same rows, so no two paths can deadlock on them.
+    """
     now = timezone.now()
     _expiry_in_future(expires_at, now)
     state = locked_state(user)
-    Declaration.objects.update_or_create(
-        user_id=user.pk, kind=DeclarationKind.SYSTEM_OVERRIDE,
+    declaration, _ = Declaration.objects.update_or_create(
+        user_id=user.pk, kind=kind,
         defaults={"organization_id": organization_of(user), "status": status, "custom_message": custom_message,
                   "expires_at": expires_at, "actor_id": actor_id},
     )  # fmt: skip
-    recompute(state, trigger=Trigger.SYSTEM_OVERRIDE, source="api", actor_id=actor_id, now=now)
-    return state
+    recompute(state, trigger=kind, source=source, actor_id=actor_id, now=now)
+    return state, declaration
 
 
 @transaction.atomic
-def override_lift(*, user: User, actor_id: str) -> UserAvailability:
+def declaration_lift(*, user: User, kind: str, actor_id: str, source: str) -> UserAvailability:
+    """Removes the user's ``kind`` declaration, if any, and recomputes; the lock first, like ``declaration_set``."""
     state = locked_state(user)
-    Declaration.objects.filter(user_id=user.pk, kind=DeclarationKind.SYSTEM_OVERRIDE).delete()
-    recompute(state, trigger=Trigger.SYSTEM_OVERRIDE, source="api", actor_id=actor_id)
+    Declaration.objects.filter(user_id=user.pk, kind=kind).delete()
+    recompute(state, trigger=kind, source=source, actor_id=actor_id)
     return state
+
+
+def override_set(
+    *, user: User, status: str, actor_id: str, custom_message: str = "", expires_at: datetime | None = None
+) -> UserAvailability:
+    state, _ = declaration_set(
+        user=user, kind=DeclarationKind.SYSTEM_OVERRIDE, status=status, actor_id=actor_id, source="api",
+        custom_message=custom_message, expires_at=expires_at,
+    )  # fmt: skip
+    return state
+
+
+def override_lift(*, user: User, actor_id: str) -> UserAvailability:
+    return declaration_lift(user=user, kind=DeclarationKind.SYSTEM_OVERRIDE, actor_id=actor_id, source="api")
 
 
 # --- connections --------------------------------------------------------------------

@@ -3,9 +3,9 @@ from django.contrib.auth.views import LoginView
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from oauth2_provider import views as oauth_views
 
 from deliveries.metrics import metrics_view
+from sapien.core import oauth_views
 from sapien.core.errors import json_error_view
 from sapien.core.health import health
 
@@ -22,7 +22,9 @@ urlpatterns = [
     path("api/v1/", include("sapien.events.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path(
+        "api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="core/redoc.html"), name="api-redoc"
+    ),
     path("admin/", admin.site.urls),
     # Where the authorization-code flow signs a user in before they approve a client.
     path("accounts/login/", LoginView.as_view(template_name="core/login.html"), name="login"),
