@@ -5,8 +5,10 @@ Sapien's own tunables (``ESL_*``, ``PRESENCE_*``, ``AVAILABILITY_*``, ``OAUTH_*`
 ``django.conf.settings`` and nowhere else.
 """
 
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
@@ -49,8 +51,23 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "sapien-insecure-development-key-change-me-in-production")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
+# Public (it is in the repository): ``check --deploy`` refuses it, and every process warns at start when DEBUG is off.
+DEVELOPMENT_SECRET_KEY = "sapien-insecure-development-key-change-me-in-production"  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+
+def default_allowed_hosts() -> str:
+    """What the server answers to when ``ALLOWED_HOSTS`` is unset: loopback and the host of ``ESL_PUBLIC_URL``.
+
+    Any other ``Host`` header is a 400: a forged one cannot rewrite the links the API builds from it.
+    """
+    hosts = ["localhost", "127.0.0.1", "[::1]"]
+    public = urlsplit(env_str("ESL_PUBLIC_URL", "")).hostname
+    if public:
+        hosts.append(f"[{public}]" if ":" in public else public)
+    return ",".join(dict.fromkeys(hosts))
+
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default_allowed_hosts())
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://localhost:8080,http://127.0.0.1:8080")
 
 INSTALLED_APPS = [
@@ -63,6 +80,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "sapien.core",
     "oauth2_provider",
     "sapien.events",
@@ -75,6 +93,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "sapien.core.middleware.RequestContextMiddleware",
     "sapien.core.middleware.BodySizeLimitMiddleware",
+    "sapien.core.middleware.JSONBodyMiddleware",  # after the size limit: a malformed JSON body is a 400 before any view
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -151,8 +170,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["sapien.core.auth.OrganizationTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["sapien.core.permissions.HasRequiredScope"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["sapien.core.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["sapien.core.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "sapien.core.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -168,6 +187,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Entities, availability and webhook subscriptions; every change becomes a signed webhook.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar, served by whitenoise: no CDN, no @latest.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No call to the public validator.swagger.io with the schema's URL.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"oauth2": []}],
     "POSTPROCESSING_HOOKS": [
@@ -184,7 +209,11 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "sapien.core.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "sapien.core.logging.CorrelationIdFilter"},
+        # Every record, from any logger: no signature, token, secret or password of a URL reaches a log.
+        "redact": {"()": "sapien.core.logging.RedactCredentialsFilter"},
+    },
     "formatters": {
         "json": {"()": "sapien.core.logging.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
@@ -193,11 +222,15 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": env_str("LOG_FORMAT", "json"),
-            "filters": ["correlation"],
+            "filters": ["correlation", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's own handlers (a console with DEBUG, mail to ADMINS, runserver's request lines) would
+        # bypass the console's filters: Django's records go through the root's handler like all others.
+        "django": {"handlers": []},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         # One line per task received and finished, every second from the sweeps: too chatty for INFO.
         "celery.worker.strategy": {"level": "WARNING"},
@@ -223,9 +256,17 @@ OAUTH2_PROVIDER = {
     },
     "SCOPES_BACKEND_CLASS": "sapien.core.oauth.ApplicationScopes",
     "OAUTH2_VALIDATOR_CLASS": "sapien.core.oauth.OrganizationOAuth2Validator",
+    # PKCE on every authorization request, with S256 alone: "plain" is refused with invalid_request.
+    "OAUTH2_SERVER_CLASS": "sapien.core.oauth.S256Server",
     "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
 }
+# Failed token requests (sapien.core.oauth_throttle): per client id and per username, and per source
+# address (REMOTE_ADDR), in fixed windows; past the limit, 429 until the window ends. 0 turns one off.
+OAUTH_FAILED_ATTEMPTS_LIMIT = env_int("OAUTH_FAILED_ATTEMPTS_LIMIT", 10)
+OAUTH_FAILED_ATTEMPTS_ADDRESS_LIMIT = env_int("OAUTH_FAILED_ATTEMPTS_ADDRESS_LIMIT", 50)
+OAUTH_FAILED_ATTEMPTS_WINDOW = int(env_seconds("OAUTH_FAILED_ATTEMPTS_WINDOW", 300))
 
 # --- Celery -------------------------------------------------------------------
 ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:63799/0")  # make run's embedded Redis
@@ -250,10 +291,22 @@ ESL_RETRY_ATTEMPTS = env_int("ESL_RETRY_ATTEMPTS", 5)
 ESL_RETRY_DELAY_MS = env_int("ESL_RETRY_DELAY_MS", 1000)
 ESL_RETRY_MAX_DELAY_MS = env_int("ESL_RETRY_MAX_DELAY_MS", 3_600_000)
 ESL_MAX_PAYLOAD_SIZE = env_int("ESL_MAX_PAYLOAD_SIZE", 262144)
+if ESL_MAX_PAYLOAD_SIZE < 16384:  # deliveries.payload.MIN_PAYLOAD_SIZE: below it, not every body could fit
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ESL_MAX_PAYLOAD_SIZE is {ESL_MAX_PAYLOAD_SIZE}; it must be at least 16384 bytes.")
 ESL_BLOB_STORAGE_URL = env_str("ESL_BLOB_STORAGE_URL", "")
 ESL_SIGNATURE_ALGORITHM = env_str("ESL_SIGNATURE_ALGORITHM", "sha256")
 ESL_RETENTION_HOURS = env_int("ESL_RETENTION_HOURS", 24)
 ESL_ALLOW_PRIVATE_CALLBACKS = env_bool("ESL_ALLOW_PRIVATE_CALLBACKS", False)
+# Addresses or networks never called back, beside subscriptions.internal_addresses' built-in list.
+ESL_CALLBACK_DENYLIST = env_list("ESL_CALLBACK_DENYLIST", "")
+try:
+    [ipaddress.ip_network(entry, strict=False) for entry in ESL_CALLBACK_DENYLIST]
+except ValueError as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ESL_CALLBACK_DENYLIST: {exc}") from exc
 ESL_SECRET_ROTATION_GRACE = env_seconds("ESL_SECRET_ROTATION_GRACE", 86400)
 # A subscription is disabled after this many deliveries failed in a row, failing for at least this long.
 ESL_DISABLE_AFTER_FAILURES = env_int("ESL_DISABLE_AFTER_FAILURES", 20)
