@@ -9,9 +9,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.settings import api_settings
 
-from availability import services
 from availability.models import AvailabilityProfile, Connection, Declaration, UserAvailability
 from availability.serializers import ProfileSerializer
+from availability.services.declarations import declaration_lift, declaration_set
+from availability.services.profiles import profile_create, profile_delete, profile_update
 from sapien.core.models import User
 
 
@@ -27,7 +28,7 @@ class UserAvailabilityAdmin(admin.ModelAdmin[UserAvailability]):
 
 
 def organization_member(user: User) -> User:
-    """The user, when they belong to an organization: only members have availability (``services.organization_of``)."""
+    """The user, when they belong to an organization: only members have availability (``state.organization_of``)."""
     if user.organization_id is None:
         raise forms.ValidationError("This user belongs to no organization, so has no availability.")
     return user
@@ -48,9 +49,9 @@ class DeclarationForm(forms.ModelForm[Declaration]):
 class DeclarationAdmin(admin.ModelAdmin[Declaration]):
     """Declarations changed here take effect at once, through the same services as the API.
 
-    Every write goes through ``services.declaration_set`` / ``declaration_lift``, which take the
-    user's row lock before they touch the declaration: the admin keeps the lock order of every
-    other path. A declaration is its (user, kind): both are fixed once it exists.
+    Every write goes through ``declaration_set`` / ``declaration_lift`` (``services/declarations.py``),
+    which take the user's row lock before they touch the declaration: the admin keeps the lock order
+    of every other path. A declaration is its (user, kind): both are fixed once it exists.
     """
 
     form = DeclarationForm
@@ -64,7 +65,7 @@ class DeclarationAdmin(admin.ModelAdmin[Declaration]):
         return ["user", "kind"] if obj is not None else []
 
     def save_model(self, request: HttpRequest, obj: Declaration, form: Any, change: bool) -> None:
-        _, saved = services.declaration_set(
+        _, saved = declaration_set(
             user=obj.user, kind=obj.kind, status=obj.status, actor_id=str(request.user.pk), source="admin",
             custom_message=obj.custom_message, expires_at=obj.expires_at,
         )  # fmt: skip
@@ -74,7 +75,7 @@ class DeclarationAdmin(admin.ModelAdmin[Declaration]):
         )  # fmt: skip
 
     def delete_model(self, request: HttpRequest, obj: Declaration) -> None:
-        services.declaration_lift(user=obj.user, kind=obj.kind, actor_id=str(request.user.pk), source="admin")
+        declaration_lift(user=obj.user, kind=obj.kind, actor_id=str(request.user.pk), source="admin")
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Declaration]) -> None:
         """The bulk "delete selected" action: one lift per declaration, users in key order (one lock order)."""
@@ -147,7 +148,7 @@ class AvailabilityProfileForm(forms.ModelForm[AvailabilityProfile]):
 
 @admin.register(AvailabilityProfile)
 class AvailabilityProfileAdmin(admin.ModelAdmin[AvailabilityProfile]):
-    """Profiles changed here go through ``services.profile_create|update|delete``, as through the API.
+    """Profiles changed here go through ``services/profiles.py`` (``profile_create|update|delete``), as the API's do.
 
     So each change records its ``availability.profile.*`` event (``source: admin``, the operator as its
     cause) and re-evaluates the user's schedule at once, in the services' lock order. A profile's user
@@ -166,16 +167,16 @@ class AvailabilityProfileAdmin(admin.ModelAdmin[AvailabilityProfile]):
     def save_model(self, request: HttpRequest, obj: AvailabilityProfile, form: Any, change: bool) -> None:
         values = {field: form.cleaned_data[field] for field in PROFILE_FIELDS}
         if change:
-            services.profile_update(profile=obj, **values)
+            profile_update(profile=obj, **values)
             return
-        saved = services.profile_create(owner=obj.user, **values)
+        saved = profile_create(owner=obj.user, **values)
         # The admin goes on with ``obj`` (its change message, its links): make it the row just written.
         obj.pk, obj.organization_id, obj.created_at, obj.updated_at = (
             saved.pk, saved.organization_id, saved.created_at, saved.updated_at
         )  # fmt: skip
 
     def delete_model(self, request: HttpRequest, obj: AvailabilityProfile) -> None:
-        services.profile_delete(profile=obj)
+        profile_delete(profile=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AvailabilityProfile]) -> None:
         """The bulk "delete selected" action: one ``profile_delete`` (and event) per profile, in key order."""

@@ -1,5 +1,9 @@
-"""The availability events: ``user.availability.update`` (seed 000's schema),
-``availability.changed`` (seed 001's envelope) and the presence events (seed 003).
+"""The availability events and their payloads: ``user.availability.update`` (seed 000's schema),
+``availability.changed`` (seed 001's envelope), the presence events (seed 003),
+``availability.profile.*`` and ``availability.schedule.triggered``.
+
+Each ``record_*`` inserts outbox rows, so it must run inside the transaction of
+the change it reports (``sapien.events.outbox``).
 
 Seed 000's schema allows no nulls in its string fields, so absent values are
 left out rather than sent as ``null``; ``ip_address`` is sent only when IPv4.
@@ -12,7 +16,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from availability.models import Trigger, UserAvailability
+from availability.models import AvailabilityProfile, Trigger, UserAvailability
+from availability.schedules import Window
 from sapien.events.context import overriding
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event, record_prebuilt_event
@@ -149,3 +154,46 @@ def record_user_offline(state: UserAvailability, *, reason: str, last_seen: date
 def _record_presence(state: UserAvailability, event_type: str, data: dict[str, Any]) -> None:
     with overriding(triggered_by=str(state.user_id), source="presence"):
         record_event(organization_id=state.organization_id, event_type=event_type, data=data)
+
+
+def profile_data(profile: AvailabilityProfile) -> dict[str, Any]:
+    """The ``data`` of ``availability.profile.*``: the profile as the API shows it."""
+    return {
+        "id": str(profile.id),
+        "user_id": str(profile.user_id),
+        "name": profile.name,
+        "timezone": profile.timezone,
+        "rules": profile.rules,
+        "active": profile.active,
+    }
+
+
+def record_profile_changed(profile: AvailabilityProfile, *, action: str) -> None:
+    """Records ``availability.profile.<action>`` (created, updated, deleted)."""
+    record_event(
+        organization_id=profile.organization_id,
+        event_type=f"availability.profile.{action}",
+        data=profile_data(profile),
+    )
+
+
+def record_schedule_triggered(
+    state: UserAvailability, *, profile_id: uuid.UUID | None, window: Window | None, previous_schedule_status: str
+) -> None:
+    """Records ``availability.schedule.triggered``: ``window`` applied, or lifted when ``None``; after the recompute."""
+    current = window.status if window else ""
+    with overriding(triggered_by=None, source="schedule"):
+        record_event(
+            organization_id=state.organization_id,
+            event_type="availability.schedule.triggered",
+            data={
+                "user_id": str(state.user_id),
+                "profile_id": str(profile_id) if profile_id else None,
+                "action": "applied" if current else "lifted",
+                "status": current or None,
+                "previous_schedule_status": previous_schedule_status or None,
+                "window_start": isoformat_z(window.starts_at) if window else None,
+                "window_end": isoformat_z(window.ends_at) if window else None,
+                "current_status": state.status,
+            },
+        )

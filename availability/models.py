@@ -40,6 +40,13 @@ class DeclarationKind(models.TextChoices):
     MANUAL = "manual", "Manual"
 
 
+# The trigger that names a change to each kind of declaration: its start, its lift and its expiry.
+DECLARATION_TRIGGER: dict[str, str] = {
+    DeclarationKind.SYSTEM_OVERRIDE: Trigger.SYSTEM_OVERRIDE,
+    DeclarationKind.MANUAL: Trigger.MANUAL,
+}
+
+
 class Declaration(models.Model):
     """A status someone wants shown until it is lifted or expires. One of each kind per user."""
 

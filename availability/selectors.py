@@ -3,7 +3,7 @@
 from typing import Any
 
 from availability.models import Status, UserAvailability
-from availability.services import organization_of
+from availability.state import organization_of
 from sapien.core.models import Organization, User
 
 

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from availability.models import Activity, AvailabilityProfile, DeviceType, Status, UserAvailability
 from availability.schedules import is_valid_timezone, parse_hhmm
-from availability.services import SESSION_PREFIX
+from availability.services.connections import SESSION_PREFIX
 
 
 class AvailabilitySerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -7,8 +7,13 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from oauth2_provider.models import AccessToken
 
-from availability import services
 from availability.models import ConnectionKind
+from availability.services.connections import (
+    connection_close,
+    connection_open_or_refresh,
+    session_activity_touch,
+    session_connection_id,
+)
 from sapien.core.signals import user_token_used
 
 
@@ -17,10 +22,10 @@ def session_started(sender: type[AccessToken], instance: AccessToken, created: b
     if not created or instance.user_id is None or kwargs.get("raw"):
         return
     with transaction.atomic():
-        services.connection_open_or_refresh(
+        connection_open_or_refresh(
             user=instance.user,
             kind=ConnectionKind.SESSION,
-            connection_id=services.session_connection_id(instance.pk),
+            connection_id=session_connection_id(instance.pk),
             device_type="api",
             expires_at=instance.expires,
             source="oauth2_auth_endpoint",
@@ -32,11 +37,9 @@ def session_ended(sender: type[AccessToken], instance: AccessToken, **kwargs: An
     if instance.user_id is None:
         return
     with transaction.atomic():
-        services.connection_close(
-            user_id=instance.user_id, connection_id=services.session_connection_id(instance.pk), reason="logout"
-        )
+        connection_close(user_id=instance.user_id, connection_id=session_connection_id(instance.pk), reason="logout")
 
 
 @receiver(user_token_used)
 def session_used(sender: Any, user: Any, token: AccessToken, **kwargs: Any) -> None:
-    services.session_activity_touch(user=user, token_id=token.pk)
+    session_activity_touch(user=user, token_id=token.pk)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from availability import events
 from availability.models import (
+    DECLARATION_TRIGGER,
     AvailabilityProfile,
     Connection,
     ConnectionKind,
@@ -23,14 +24,8 @@ from availability.models import (
     Trigger,
     UserAvailability,
 )
-from availability.services import (
-    connections_closed,
-    locked_state,
-    offline_finalize,
-    recompute,
-    schedule_reevaluate,
-    schedule_window,
-)
+from availability.services.connections import offline_debounce_start, offline_finalize
+from availability.state import locked_state, recompute, schedule_reevaluate, schedule_window
 from sapien.core.models import User
 
 EMIT_BATCH = 200
@@ -63,7 +58,7 @@ def expire_declarations(now: datetime) -> None:
             state = locked_state(User(pk=user_id, organization_id=organization_id))
             deleted, _ = Declaration.objects.filter(user_id=user_id, kind=kind, expires_at__lte=now).delete()
             if deleted:
-                recompute(state, trigger=kind, source="expiry", now=now)
+                recompute(state, trigger=DECLARATION_TRIGGER[kind], source="expiry", now=now)
 
 
 def expire_sessions(now: datetime) -> None:
@@ -86,7 +81,7 @@ def _close(queryset, *, reason: str, now: datetime) -> None:  # type: ignore[no-
             )
             rows = cursor.fetchall()
         for user in _users(rows):
-            connections_closed(user_id=user.pk, reason=reason, now=now)
+            offline_debounce_start(user_id=user.pk, reason=reason, now=now)
 
 
 def finalize_offline(now: datetime) -> None:

@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from availability import services
 from availability.models import AvailabilityProfile, ConnectionKind
 from availability.selectors import availabilities_of, availability_of
 from availability.serializers import (
@@ -19,6 +18,9 @@ from availability.serializers import (
     ProfileSerializer,
     StatusDeclarationSerializer,
 )
+from availability.services.connections import connection_close, connection_open_or_refresh
+from availability.services.declarations import manual_status_clear, manual_status_set, override_lift, override_set
+from availability.services.profiles import profile_create, profile_delete, profile_update
 from sapien.core.models import User
 from sapien.core.permissions import HasRequiredScope, UserTokenRequired
 
@@ -63,14 +65,12 @@ class MyAvailabilityView(APIView):
     def put(self, request: Request) -> Response:
         serializer = StatusDeclarationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        state = services.manual_status_set(
-            user=me(request), context=client_context(request), **serializer.validated_data
-        )
+        state = manual_status_set(user=me(request), context=client_context(request), **serializer.validated_data)
         return Response(AvailabilitySerializer(state).data)
 
     @extend_schema(request=None, responses={200: AvailabilitySerializer})
     def delete(self, request: Request) -> Response:
-        state = services.manual_status_clear(user=me(request), context=client_context(request))  # type: ignore[arg-type]
+        state = manual_status_clear(user=me(request), context=client_context(request))  # type: ignore[arg-type]
         return Response(AvailabilitySerializer(state).data)
 
 
@@ -124,14 +124,14 @@ class OverrideView(APIView):
         serializer = StatusDeclarationSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         actor = actor_of(request)
-        state = services.override_set(user=user, actor_id=actor, **serializer.validated_data)
+        state = override_set(user=user, actor_id=actor, **serializer.validated_data)
         return Response(AvailabilitySerializer(state).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=AvailabilitySerializer)
     def delete(self, request: Request, user_id: str) -> Response:
         user = organization_user(request, user_id)
         actor = actor_of(request)
-        return Response(AvailabilitySerializer(services.override_lift(user=user, actor_id=actor)).data)
+        return Response(AvailabilitySerializer(override_lift(user=user, actor_id=actor)).data)
 
 
 class HeartbeatView(APIView):
@@ -146,7 +146,7 @@ class HeartbeatView(APIView):
         serializer = HeartbeatSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        state, _ = services.connection_open_or_refresh(
+        state, _ = connection_open_or_refresh(
             user=me(request),
             kind=ConnectionKind.PRESENCE,
             connection_id=data["connection_id"],
@@ -169,7 +169,7 @@ class DisconnectView(APIView):
     def post(self, request: Request) -> Response:
         serializer = DisconnectSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        closed = services.connection_close(
+        closed = connection_close(
             user_id=me(request).pk,
             connection_id=serializer.validated_data["connection_id"],
             reason="disconnect",
@@ -213,7 +213,7 @@ class ProfileViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         owner = self._owner(data.pop("user_id", None))
-        profile = services.profile_create(owner=owner, **data)
+        profile = profile_create(owner=owner, **data)
         return Response(self.get_serializer(profile).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -223,10 +223,10 @@ class ProfileViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         data.pop("user_id", None)
-        return Response(self.get_serializer(services.profile_update(profile=profile, **data)).data)
+        return Response(self.get_serializer(profile_update(profile=profile, **data)).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         profile = self.get_object()
         self._owner(profile.user_id)
-        services.profile_delete(profile=profile)
+        profile_delete(profile=profile)
         return Response(status=status.HTTP_204_NO_CONTENT)

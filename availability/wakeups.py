@@ -12,4 +12,4 @@ def wake_at(due: datetime) -> None:
     try:
         run_timers.apply_async(eta=due, retry=False)
     except Exception:  # noqa: BLE001 - broker down: the beat tick catches up
-        logger.warning("Could not reach the broker to schedule an availability timer; the tick will catch up.")
+        logger.warning("Could not reach the broker to set an availability timer; the tick will catch up.")

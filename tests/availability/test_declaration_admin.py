@@ -8,8 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from availability import services
 from availability.models import ConnectionKind, Declaration, DeclarationKind, Status, UserAvailability
+from availability.services.connections import connection_open_or_refresh
+from availability.services.declarations import declaration_lift, declaration_set, override_set
 from sapien.core.models import User
 from tests.availability.conftest import events_of, state_of
 
@@ -20,7 +21,7 @@ DECLARATIONS = "/admin/availability/declaration/"
 
 def online_user(organization: Any, email: str) -> User:
     user = User.objects.create_user(email, "correct-horse", organization=organization)
-    services.connection_open_or_refresh(
+    connection_open_or_refresh(
         user=user, kind=ConnectionKind.PRESENCE, connection_id="tab", device_type="web", source="presence_heartbeat"
     )
     return user
@@ -54,7 +55,7 @@ def test_an_override_added_changed_and_deleted_in_the_admin_recomputes_and_emits
         f"{DECLARATIONS}add/",
         {"user": by_admin.pk, "kind": "system_override", "status": "do_not_disturb", "custom_message": "Leave"},
     )
-    services.declaration_set(
+    declaration_set(
         user=by_service, kind=override, status=Status.DO_NOT_DISTURB, custom_message="Leave", actor_id=actor,
         source="admin",
     )  # fmt: skip
@@ -67,7 +68,7 @@ def test_an_override_added_changed_and_deleted_in_the_admin_recomputes_and_emits
     changed = admin_client.post(
         f"{DECLARATIONS}{declaration.pk}/change/", {"status": "busy", "custom_message": "Back soon"}
     )
-    services.declaration_set(
+    declaration_set(
         user=by_service, kind=override, status=Status.BUSY, custom_message="Back soon", actor_id=actor, source="admin"
     )
     clock.advance(6)
@@ -76,7 +77,7 @@ def test_an_override_added_changed_and_deleted_in_the_admin_recomputes_and_emits
     )  # fmt: skip
 
     deleted = admin_client.post(f"{DECLARATIONS}{declaration.pk}/delete/", {"post": "yes"})
-    services.declaration_lift(user=by_service, kind=override, actor_id=actor, source="admin")
+    declaration_lift(user=by_service, kind=override, actor_id=actor, source="admin")
     clock.advance(6)
 
     assert (added.status_code, changed.status_code, deleted.status_code) == (302, 302, 302)
@@ -121,7 +122,7 @@ def test_deleting_declarations_in_bulk_in_the_admin_lifts_each_one(
 ) -> None:  # type: ignore[no-untyped-def]
     ada, grace = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     for user in (ada, grace):
-        services.override_set(user=user, status=Status.OFFLINE, actor_id="an-operator", custom_message="Suspended")
+        override_set(user=user, status=Status.OFFLINE, actor_id="an-operator", custom_message="Suspended")
     clock.advance(6)
     assert [state_of(ada).status, state_of(grace).status] == ["offline", "offline"]
 

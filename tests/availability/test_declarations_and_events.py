@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from availability import services
 from availability.models import ConnectionKind, Status, Trigger
+from availability.services.connections import connection_open_or_refresh
+from availability.services.declarations import manual_status_clear, manual_status_set, override_lift, override_set
+from availability.services.profiles import profile_create
 from sapien.core.errors import Conflict
 from tests.availability.conftest import assert_valid_seed_000, events_of, state_of, statuses_sent
 
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def online_user(clock, user):  # type: ignore[no-untyped-def]
-    services.connection_open_or_refresh(
+    connection_open_or_refresh(
         user=user, kind=ConnectionKind.PRESENCE, connection_id="tab", device_type="web", source="presence_heartbeat"
     )
     clock.advance(6)
@@ -24,7 +26,7 @@ def online_user(clock, user):  # type: ignore[no-untyped-def]
 
 def test_a_manual_status_with_expiry_reverts_on_time_to_what_is_true_now(clock, online_user) -> None:  # type: ignore[no-untyped-def]
     expires = clock.now() + timedelta(seconds=60)
-    services.manual_status_set(user=online_user, status=Status.BUSY, custom_message="In a meeting", expires_at=expires)
+    manual_status_set(user=online_user, status=Status.BUSY, custom_message="In a meeting", expires_at=expires)
     clock.advance(59)
     assert state_of(online_user).status == Status.BUSY
 
@@ -41,10 +43,10 @@ def test_a_manual_status_with_expiry_reverts_on_time_to_what_is_true_now(clock, 
 
 
 def test_expiry_recomputes_from_live_state_not_a_snapshot(clock, user) -> None:  # type: ignore[no-untyped-def]
-    services.manual_status_set(user=user, status=Status.DO_NOT_DISTURB, expires_at=clock.now() + timedelta(seconds=30))
+    manual_status_set(user=user, status=Status.DO_NOT_DISTURB, expires_at=clock.now() + timedelta(seconds=30))
     clock.advance(1)
     assert state_of(user).status == Status.OFFLINE  # declared while offline
-    services.connection_open_or_refresh(
+    connection_open_or_refresh(
         user=user, kind=ConnectionKind.PRESENCE, connection_id="tab", device_type="web", source="presence_heartbeat"
     )
     clock.advance(6)
@@ -58,8 +60,8 @@ def test_expiry_recomputes_from_live_state_not_a_snapshot(clock, user) -> None: 
 def test_a_manual_change_under_an_override_is_refused_and_the_manual_status_returns_after_it(
     clock, online_user
 ) -> None:  # type: ignore[no-untyped-def]
-    services.manual_status_set(user=online_user, status=Status.BUSY)
-    services.override_set(
+    manual_status_set(user=online_user, status=Status.BUSY)
+    override_set(
         user=online_user, status=Status.OFFLINE, actor_id="admin", custom_message="Suspended",
         expires_at=clock.now() + timedelta(seconds=20),
     )  # fmt: skip
@@ -68,7 +70,7 @@ def test_a_manual_change_under_an_override_is_refused_and_the_manual_status_retu
     assert state_of(online_user).custom_message == "Suspended"
 
     with pytest.raises(Conflict):
-        services.manual_status_set(user=online_user, status=Status.AVAILABLE)
+        manual_status_set(user=online_user, status=Status.AVAILABLE)
     clock.advance(20)
 
     state = state_of(online_user)
@@ -78,10 +80,10 @@ def test_a_manual_change_under_an_override_is_refused_and_the_manual_status_retu
 
 
 def test_lifting_the_override_restores_the_computed_status(clock, online_user) -> None:  # type: ignore[no-untyped-def]
-    services.override_set(user=online_user, status=Status.DO_NOT_DISTURB, actor_id="admin")
+    override_set(user=online_user, status=Status.DO_NOT_DISTURB, actor_id="admin")
     clock.advance(6)
 
-    services.override_lift(user=online_user, actor_id="admin")
+    override_lift(user=online_user, actor_id="admin")
     clock.advance(6)
 
     assert state_of(online_user).status == Status.AVAILABLE
@@ -89,10 +91,10 @@ def test_lifting_the_override_restores_the_computed_status(clock, online_user) -
 
 
 def test_clearing_the_manual_declaration(clock, online_user) -> None:  # type: ignore[no-untyped-def]
-    services.manual_status_set(user=online_user, status=Status.AWAY)
+    manual_status_set(user=online_user, status=Status.AWAY)
     clock.advance(6)
 
-    services.manual_status_clear(user=online_user)
+    manual_status_clear(user=online_user)
     clock.advance(6)
 
     assert state_of(online_user).status == Status.AVAILABLE
@@ -100,11 +102,11 @@ def test_clearing_the_manual_declaration(clock, online_user) -> None:  # type: i
 
 def test_changes_within_100_ms_are_consolidated_into_one_event_with_the_final_state(clock, online_user) -> None:  # type: ignore[no-untyped-def]
     sent = len(statuses_sent())
-    services.manual_status_set(user=online_user, status=Status.BUSY)
+    manual_status_set(user=online_user, status=Status.BUSY)
     clock.advance(0.03, tick=False)
-    services.manual_status_set(user=online_user, status=Status.DO_NOT_DISTURB, custom_message="Presenting")
+    manual_status_set(user=online_user, status=Status.DO_NOT_DISTURB, custom_message="Presenting")
     clock.advance(0.03, tick=False)
-    services.manual_status_set(user=online_user, status=Status.AWAY)
+    manual_status_set(user=online_user, status=Status.AWAY)
     clock.advance(1)
 
     assert statuses_sent()[sent:] == ["away"]
@@ -112,15 +114,15 @@ def test_changes_within_100_ms_are_consolidated_into_one_event_with_the_final_st
 
 def test_at_most_one_event_per_5_seconds_and_the_latest_state_arrives(clock, online_user) -> None:  # type: ignore[no-untyped-def]
     sent = len(statuses_sent())
-    services.manual_status_set(user=online_user, status=Status.BUSY)
+    manual_status_set(user=online_user, status=Status.BUSY)
     clock.advance(0.2)
     assert statuses_sent()[sent:] == ["busy"]
     first_event_at = clock.now()
 
     clock.advance(2)
-    services.manual_status_set(user=online_user, status=Status.DO_NOT_DISTURB)
+    manual_status_set(user=online_user, status=Status.DO_NOT_DISTURB)
     clock.advance(1)
-    services.manual_status_set(user=online_user, status=Status.AWAY)
+    manual_status_set(user=online_user, status=Status.AWAY)
     clock.advance(1)
     assert statuses_sent()[sent:] == ["busy"]  # held back: less than 5 s since the last event
 
@@ -134,16 +136,16 @@ def test_at_most_one_event_per_5_seconds_and_the_latest_state_arrives(clock, onl
 
 def test_a_change_undone_within_the_window_sends_nothing(clock, online_user) -> None:  # type: ignore[no-untyped-def]
     sent = len(statuses_sent())
-    services.manual_status_set(user=online_user, status=Status.BUSY)
+    manual_status_set(user=online_user, status=Status.BUSY)
     clock.advance(0.02, tick=False)
-    services.manual_status_clear(user=online_user)
+    manual_status_clear(user=online_user)
     clock.advance(6)
 
     assert statuses_sent()[sent:] == []
 
 
 def test_the_user_availability_update_event_validates_against_seed_000(clock, online_user) -> None:  # type: ignore[no-untyped-def]
-    services.manual_status_set(
+    manual_status_set(
         user=online_user, status=Status.BUSY, custom_message="é" * 256,
         expires_at=clock.now() + timedelta(hours=1),
         context={"device_type": "web", "ip_address": "192.168.1.100", "user_agent": "Mozilla/5.0", "session_id": "x"},
@@ -165,9 +167,7 @@ def test_the_user_availability_update_event_validates_against_seed_000(clock, on
 
 
 def test_an_ipv6_client_address_is_left_out_rather_than_sent_invalid(clock, online_user) -> None:  # type: ignore[no-untyped-def]
-    services.manual_status_set(
-        user=online_user, status=Status.BUSY, context={"device_type": "api", "ip_address": "::1"}
-    )
+    manual_status_set(user=online_user, status=Status.BUSY, context={"device_type": "api", "ip_address": "::1"})
     clock.advance(1)
 
     body = events_of("user.availability.update")[-1]
@@ -177,7 +177,7 @@ def test_an_ipv6_client_address_is_left_out_rather_than_sent_invalid(clock, onli
 
 def test_availability_changed_carries_seed_001s_fields(clock, online_user) -> None:  # type: ignore[no-untyped-def]
     expires = clock.now() + timedelta(hours=2)
-    services.manual_status_set(user=online_user, status=Status.BUSY, custom_message="In meeting", expires_at=expires)
+    manual_status_set(user=online_user, status=Status.BUSY, custom_message="In meeting", expires_at=expires)
     clock.advance(1)
 
     body = events_of("availability.changed")[-1]
@@ -194,7 +194,7 @@ def test_a_rolled_back_change_sends_nothing(clock, online_user) -> None:  # type
 
     sent = len(statuses_sent())
     with pytest.raises(RuntimeError), transaction.atomic():
-        services.manual_status_set(user=online_user, status=Status.BUSY)
+        manual_status_set(user=online_user, status=Status.BUSY)
         raise RuntimeError
 
     clock.advance(6)
@@ -215,10 +215,10 @@ def test_a_schedule_window_across_midnight_in_paris_is_applied_and_lifted_on_tim
     # Monday 2026-06-15, 21:59 in Paris (UTC+2)
     with time_machine.travel(datetime(2026, 6, 15, 19, 59, 0, tzinfo=UTC), tick=False) as traveller:
         clock = Clock(traveller)
-        services.connection_open_or_refresh(
+        connection_open_or_refresh(
             user=user, kind=ConnectionKind.PRESENCE, connection_id="tab", device_type="web", source="presence_heartbeat"
         )
-        profile = services.profile_create(
+        profile = profile_create(
             owner=user, name="Night shift", timezone="Europe/Paris",
             rules=[{"days_of_week": [1], "start_time": "22:00", "end_time": "06:00", "status": "do_not_disturb"}],
         )  # fmt: skip
@@ -250,10 +250,10 @@ def test_a_schedule_across_the_daylight_saving_change(user, long_lived_connectio
     # New York, Saturday 2026-03-07 22:00 EST to Sunday 06:00 EDT (clocks jump at 02:00).
     with time_machine.travel(datetime(2026, 3, 8, 2, 59, 30, tzinfo=UTC), tick=False) as traveller:
         clock = Clock(traveller)
-        services.connection_open_or_refresh(
+        connection_open_or_refresh(
             user=user, kind=ConnectionKind.PRESENCE, connection_id="tab", device_type="web", source="presence_heartbeat"
         )
-        services.profile_create(
+        profile_create(
             owner=user, name="Weekend nights", timezone="America/New_York",
             rules=[{"days_of_week": [6], "start_time": "22:00", "end_time": "06:00", "status": "busy"}],
         )  # fmt: skip
@@ -271,17 +271,17 @@ def test_a_schedule_across_the_daylight_saving_change(user, long_lived_connectio
 
 def test_manual_status_outranks_the_schedule(clock, online_user) -> None:  # type: ignore[no-untyped-def]
     now_local_day = (clock.now().weekday() + 1) % 7
-    services.profile_create(
+    profile_create(
         owner=online_user, name="All day", timezone="UTC",
         rules=[{"days_of_week": [now_local_day], "start_time": "00:00", "end_time": "23:59", "status": "busy"}],
     )  # fmt: skip
     clock.advance(6)
     assert state_of(online_user).status == Status.BUSY
 
-    services.manual_status_set(user=online_user, status=Status.AVAILABLE)
+    manual_status_set(user=online_user, status=Status.AVAILABLE)
     clock.advance(6)
     assert state_of(online_user).status == Status.AVAILABLE
 
-    services.manual_status_clear(user=online_user)
+    manual_status_clear(user=online_user)
     clock.advance(6)
     assert state_of(online_user).status == Status.BUSY

@@ -3,22 +3,24 @@
 import pytest
 from django.db import transaction
 
-from availability import services, timers
+from availability import timers
 from availability.models import Connection, ConnectionKind, Status, Trigger
+from availability.services.connections import connection_close, connection_open_or_refresh
+from availability.services.declarations import manual_status_set
 from tests.availability.conftest import events_of, state_of, statuses_sent
 
 pytestmark = pytest.mark.django_db
 
 
 def heartbeat(user, connection_id: str, activity: str = "active", device: str = "web"):  # type: ignore[no-untyped-def]
-    return services.connection_open_or_refresh(
+    return connection_open_or_refresh(
         user=user, kind=ConnectionKind.PRESENCE, connection_id=connection_id, device_type=device,
         activity=activity, source="presence_heartbeat",
     )  # fmt: skip
 
 
 def disconnect(user, connection_id: str) -> None:  # type: ignore[no-untyped-def]
-    services.connection_close(user_id=user.pk, connection_id=connection_id, reason="disconnect")
+    connection_close(user_id=user.pk, connection_id=connection_id, reason="disconnect")
 
 
 def test_a_token_issued_to_the_user_opens_a_session(clock, user, make_token) -> None:  # type: ignore[no-untyped-def]
@@ -175,7 +177,7 @@ def test_idleness_makes_the_user_away_and_activity_restores_them(clock, user, se
 def test_idleness_does_not_touch_a_declared_status(clock, user, settings) -> None:  # type: ignore[no-untyped-def]
     settings.AVAILABILITY_IDLE_THRESHOLD = 60
     heartbeat(user, "tab")
-    services.manual_status_set(user=user, status=Status.DO_NOT_DISTURB)
+    manual_status_set(user=user, status=Status.DO_NOT_DISTURB)
     clock.advance(120)
 
     assert state_of(user).status == Status.DO_NOT_DISTURB

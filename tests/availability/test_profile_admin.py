@@ -9,8 +9,9 @@ from django.db.models import Q
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from availability import services
 from availability.models import AvailabilityProfile, ConnectionKind
+from availability.services.connections import connection_open_or_refresh
+from availability.services.profiles import profile_create
 from sapien.core.models import User
 from sapien.events.models import Event
 from tests.availability.conftest import state_of
@@ -26,7 +27,7 @@ WORKDAYS_AS_SAVED = {**WORKDAYS, "days_of_week": [1, 2, 3, 4, 5]}
 
 def online_user(organization: Any, email: str) -> User:
     user = User.objects.create_user(email, "correct-horse", organization=organization)
-    services.connection_open_or_refresh(
+    connection_open_or_refresh(
         user=user, kind=ConnectionKind.PRESENCE, connection_id="tab", device_type="web", source="presence_heartbeat"
     )
     return user
@@ -181,7 +182,7 @@ def test_the_admin_refuses_invalid_rules_on_a_change_and_keeps_the_profile(
     clock, admin_client: Client, organization, rules: Any, errors: list[str]
 ) -> None:  # type: ignore[no-untyped-def]
     ada = online_user(organization, "ada@example.com")
-    profile = services.profile_create(owner=ada, name="Work", timezone="UTC", rules=[WORKDAYS_AS_SAVED])
+    profile = profile_create(owner=ada, name="Work", timezone="UTC", rules=[WORKDAYS_AS_SAVED])
     events_before = Event.objects.count()
 
     response = admin_client.post(f"{PROFILES}{profile.pk}/change/", form_of(ada, "Office", "UTC", rules))
@@ -213,9 +214,9 @@ def test_deleting_profiles_in_bulk_in_the_admin_records_one_deleted_event_per_pr
     ada, grace = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     weekend = {"days_of_week": [0, 6], "start_time": "10:00", "end_time": "12:00", "status": "away"}
     profiles = [
-        services.profile_create(owner=ada, name="Work", timezone="UTC", rules=[WORKDAYS_AS_SAVED]),
-        services.profile_create(owner=ada, name="Weekend", timezone="UTC", rules=[weekend]),
-        services.profile_create(owner=grace, name="Work", timezone="Europe/Paris", rules=[WORKDAYS_AS_SAVED]),
+        profile_create(owner=ada, name="Work", timezone="UTC", rules=[WORKDAYS_AS_SAVED]),
+        profile_create(owner=ada, name="Weekend", timezone="UTC", rules=[weekend]),
+        profile_create(owner=grace, name="Work", timezone="Europe/Paris", rules=[WORKDAYS_AS_SAVED]),
     ]
     clock.advance(6)
     assert [state_of(ada).status, state_of(grace).status] == ["busy", "busy"]

@@ -12,7 +12,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from availability import services as availability_services
+from availability.services.profiles import profile_create
 from deliveries.models import Delivery
 from sapien.core.models import User
 from sapien.entities.models import Person
@@ -48,7 +48,7 @@ def world(organization, make_api) -> dict[str, Any]:  # type: ignore[no-untyped-
     subscription = Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="top-secret-value"
     )
-    profile = availability_services.profile_create(owner=user, name="Work", timezone="UTC", rules=[])
+    profile = profile_create(owner=user, name="Work", timezone="UTC", rules=[])
     event = Event.objects.filter(organization=organization).first()
     delivery = Delivery.objects.create(
         organization=organization, event=event, subscription=subscription, status="failed"
