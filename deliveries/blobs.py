@@ -9,8 +9,8 @@ import hashlib
 import hmac
 import time
 import uuid
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -22,7 +22,21 @@ from django.urls import reverse
 from deliveries.models import Blob, BlobPart
 from deliveries.payload import fit_to_limit
 from sapien.events.envelope import isoformat_z
-from sapien.events.models import Event
+
+
+class SpillableEvent(Protocol):
+    """What sending an event's body reads of it: a stored ``Event``, or a claim's copy of one."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def organization_id(self) -> uuid.UUID: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 def blob_signature(blob_id: uuid.UUID | str, expires: int) -> str:
@@ -54,7 +68,7 @@ def is_valid_blob_signature(blob_id: uuid.UUID | str, expires: str, signature: s
     return hmac.compare_digest(expected, signature.encode("utf-8", "surrogatepass"))
 
 
-def blob_for_event(event: Event, part: BlobPart, content: bytes) -> Blob:
+def blob_for_event(event: SpillableEvent, part: BlobPart, content: bytes) -> Blob:
     """The event's blob of ``part``, written once; concurrent workers converge on the same row."""
     existing = Blob.objects.filter(event_id=event.id, part=part).first()
     if existing is not None:
@@ -88,7 +102,7 @@ def blob_reference(blob: Blob) -> dict[str, Any]:
     }
 
 
-def body_to_send(event: Event) -> bytes:
+def body_to_send(event: SpillableEvent) -> bytes:
     """The event's JSON as sent, at most ``ESL_MAX_PAYLOAD_SIZE`` bytes: inline, or with parts spilled to blobs."""
 
     def spill(part: BlobPart, content: bytes) -> dict[str, Any]:

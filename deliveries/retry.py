@@ -1,10 +1,19 @@
 """Retry policy as pure functions: what an outcome means, and when to try again."""
 
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+
+from deliveries.models import DeliveryStatus
+from deliveries.transport import DeliveryResult
+from sapien.core.tiers import limits_for
+
+if TYPE_CHECKING:  # claims records outcomes, so it imports this module
+    from deliveries.claims import ClaimedDelivery
 
 
 def is_success(status_code: int | None) -> bool:
@@ -47,3 +56,34 @@ def backoff_seconds(
 
 def next_attempt_time(attempt_number: int, *, now: datetime, retry_after: float | None = None) -> datetime:
     return now + timedelta(seconds=backoff_seconds(attempt_number, retry_after=retry_after))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of a claimed delivery: its new status, when to try again, and the attempt if one was made."""
+
+    delivery: "ClaimedDelivery"
+    result: DeliveryResult | None  # None: nothing was sent
+    status: str
+    next_attempt_at: datetime | None
+    error: str
+
+
+def decide(delivery: "ClaimedDelivery", result: DeliveryResult, *, now: datetime) -> Outcome:
+    """What an attempt's result means for its delivery: done, retry later, or failed for good.
+
+    2xx succeeds; 410 fails it and deactivates the subscription; past the tier's retry budget it fails;
+    otherwise it is retried after the backoff, or after a 429's or 503's ``Retry-After`` if longer.
+    """
+    next_at: datetime | None = None
+    error = result.error or f"HTTP {result.status_code}"
+    if is_success(result.status_code):
+        status, error = DeliveryStatus.SUCCEEDED, ""
+    elif deactivates_subscription(result.status_code):
+        status, error = DeliveryStatus.FAILED, "410 Gone: subscription deactivated"
+    elif delivery.attempt > limits_for(delivery.tier).retry_budget:
+        status = DeliveryStatus.FAILED
+    else:
+        retry_after = parse_retry_after(result.retry_after, now=now) if result.status_code in (429, 503) else None
+        status, next_at = DeliveryStatus.PENDING, next_attempt_time(delivery.attempt, now=now, retry_after=retry_after)
+    return Outcome(delivery=delivery, result=result, status=status, next_attempt_at=next_at, error=error)

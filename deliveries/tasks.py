@@ -5,7 +5,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from deliveries import dispatch, relay, retention
+from deliveries import claims, dispatch, relay, retention
 from deliveries.wakeups import wake_delivery_workers
 
 
@@ -14,14 +14,14 @@ def deliver_due(**kwargs: Any) -> int:
     run = dispatch.deliver_due(
         batch_size=settings.ESL_DELIVERY_BATCH_SIZE, max_seconds=settings.ESL_DELIVERY_TASK_SECONDS
     )
-    if run.time_up and dispatch.has_due_deliveries():
+    if run.time_up and claims.has_due_deliveries():
         wake_delivery_workers(1)  # time ran out with work left: hand over rather than hog the worker
     return run.handled
 
 
 @shared_task(name="deliveries.sweep_due", ignore_result=True)
 def sweep_due(**kwargs: Any) -> None:
-    if dispatch.has_due_deliveries():
+    if claims.has_due_deliveries():
         wake_delivery_workers(settings.ESL_DELIVERY_WAKEUPS)
 
 

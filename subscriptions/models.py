@@ -1,7 +1,6 @@
 """Who wants which events, where, and with which secret."""
 
 import uuid
-from datetime import datetime
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -36,9 +35,3 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.callback_url} ({', '.join(self.events)})"
-
-    def signing_secrets(self, now: datetime) -> list[str]:
-        """The secrets to sign with: the current one, and the previous one during its grace period."""
-        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
-            return [self.secret, self.previous_secret]
-        return [self.secret]

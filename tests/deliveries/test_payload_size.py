@@ -28,6 +28,7 @@ from standardwebhooks.webhooks import Webhook
 from availability.events import user_availability_update
 from availability.models import UserAvailability
 from deliveries import dispatch, transport
+from deliveries.claims import ClaimedSubscription
 from deliveries.models import Blob, DeliveryStatus
 from deliveries.payload import MIN_PAYLOAD_SIZE
 from sapien.core.models import Organization, User
@@ -36,7 +37,7 @@ from sapien.events.context import current_context, overriding
 from sapien.events.envelope import build_envelope, isoformat_z, to_json
 from sapien.events.models import Event
 from sapien.events.outbox import record_event, record_prebuilt_event
-from subscriptions.models import Subscription
+from tests.support.claimed import claimed_delivery, claimed_event
 from tests.support.receiver import ReceivedRequest, Receiver
 
 pytestmark = pytest.mark.django_db
@@ -75,8 +76,8 @@ def only_event(event_type: str) -> Event:
 
 def send(receiver: Receiver, event: Event) -> ReceivedRequest:
     """Sends ``event`` as a worker does (``dispatch.send_batch``) and returns what the receiver got."""
-    subscription = Subscription(id=uuid.uuid4(), callback_url=receiver.url, secret=SECRET, active=True)
-    claimed = dispatch.ClaimedDelivery(id=uuid.uuid4(), attempt=1, event=event, subscription=subscription, tier="free")
+    subscription = ClaimedSubscription(id=uuid.uuid4(), callback_url=receiver.url, secret=SECRET, active=True)
+    claimed = claimed_delivery(claimed_event(event), subscription)
     before = len(receiver.requests)
 
     (outcome,) = dispatch.send_batch([claimed])

@@ -15,10 +15,10 @@ import pytest
 import requests
 import time_machine
 
-from deliveries.dispatch import ClaimedDelivery, build_request
+from deliveries.claims import ClaimedEvent, ClaimedSubscription
+from deliveries.outbound import build_request
 from deliveries.transport import DeliveryRequest
-from sapien.events.models import Event
-from subscriptions.models import Subscription
+from tests.support.claimed import claimed_delivery
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEREDOC = re.compile(r"cat > /tmp/sapien-receiver\.py <<'EOF'\n(.*?\n)EOF\n", re.DOTALL)
@@ -50,11 +50,10 @@ def receiver(tmp_path: Path) -> Iterator[tuple[ModuleType, str]]:
 def sapien_request(url: str, event_id: uuid.UUID, *, attempt: int = 1) -> DeliveryRequest:
     """What Sapien sends for one attempt: the body and every header, signed with ``SECRET`` now."""
     body = {"id": str(event_id), "type": "person.created", "version": "1.0", "data": {"name": "Grace Hopper"}}
-    event = Event(id=event_id, type="person.created", body=json.dumps(body), organization_id=uuid.uuid4(),
-                  created_at=datetime.now(tz=UTC))  # fmt: skip
-    subscription = Subscription(id=uuid.uuid4(), organization_id=event.organization_id, callback_url=url,
-                                secret=SECRET, active=True)  # fmt: skip
-    delivery = ClaimedDelivery(id=uuid.uuid4(), attempt=attempt, event=event, subscription=subscription, tier="free")
+    event = ClaimedEvent(id=event_id, type="person.created", body=json.dumps(body), organization_id=uuid.uuid4(),
+                         created_at=datetime.now(tz=UTC))  # fmt: skip
+    subscription = ClaimedSubscription(id=uuid.uuid4(), callback_url=url, secret=SECRET, active=True)
+    delivery = claimed_delivery(event, subscription, attempt=attempt)
     return build_request(delivery, event.body.encode())
 
 

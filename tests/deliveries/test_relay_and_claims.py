@@ -8,9 +8,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from deliveries import dispatch
+from deliveries.claims import claim_due, has_due_deliveries, record_outcomes
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.relay import relay_batch, relay_pending
+from deliveries.retry import decide
 from deliveries.transport import DeliveryResult
 from sapien.events.models import Event
 from sapien.events.outbox import record_event
@@ -90,7 +91,7 @@ def test_concurrent_claims_never_take_the_same_delivery(organization) -> None:  
         barrier.wait()
         try:
             taken: list[uuid.UUID] = []
-            while batch := dispatch.claim_due(batch_size=7, token=uuid.uuid4()):
+            while batch := claim_due(batch_size=7, token=uuid.uuid4()):
                 taken.extend(d.id for d in batch)
             claims.append(taken)
         finally:
@@ -139,14 +140,13 @@ def test_claim_is_one_query_and_recording_a_batch_is_two(organization, django_as
     token = uuid.uuid4()
 
     with django_assert_num_queries(1):  # a single statement: no transaction of its own
-        batch = dispatch.claim_due(batch_size=50, token=token)
+        batch = claim_due(batch_size=50, token=token)
     now = timezone.now()
     outcomes = [
-        dispatch.decide(claimed, DeliveryResult(started_at=now, duration_ms=3, status_code=200), now=now)
-        for claimed in batch
+        decide(claimed, DeliveryResult(started_at=now, duration_ms=3, status_code=200), now=now) for claimed in batch
     ]
     with django_assert_num_queries(2 + 2):  # attempts with delivery states, subscription health
-        dispatch.record_outcomes(outcomes, token=token)
+        record_outcomes(outcomes, token=token)
 
     assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 25
     assert DeliveryAttempt.objects.count() == 25
@@ -158,14 +158,14 @@ def test_a_stale_claim_cannot_overwrite_a_newer_one(organization) -> None:  # ty
     event(organization)
     relay_pending(batch_size=10)
     old_token = uuid.uuid4()
-    (claimed,) = dispatch.claim_due(batch_size=10, token=old_token)
+    (claimed,) = claim_due(batch_size=10, token=old_token)
     Delivery.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))  # the lease lapsed
     new_token = uuid.uuid4()
-    assert dispatch.claim_due(batch_size=10, token=new_token)
+    assert claim_due(batch_size=10, token=new_token)
     now = timezone.now()
 
-    late = dispatch.decide(claimed, DeliveryResult(started_at=now, duration_ms=1, status_code=500), now=now)
-    dispatch.record_outcomes([late], token=old_token)
+    late = decide(claimed, DeliveryResult(started_at=now, duration_ms=1, status_code=500), now=now)
+    record_outcomes([late], token=old_token)
 
     delivery = Delivery.objects.get()
     assert delivery.claim_token == new_token
@@ -179,6 +179,6 @@ def test_a_claimed_delivery_is_not_due_until_its_lease_lapses(organization) -> N
     event(organization)
     relay_pending(batch_size=10)
 
-    assert dispatch.claim_due(batch_size=10, token=uuid.uuid4())
-    assert dispatch.claim_due(batch_size=10, token=uuid.uuid4()) == []
-    assert not dispatch.has_due_deliveries()
+    assert claim_due(batch_size=10, token=uuid.uuid4())
+    assert claim_due(batch_size=10, token=uuid.uuid4()) == []
+    assert not has_due_deliveries()

@@ -8,10 +8,10 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from deliveries import dispatch, transport
+from deliveries import dispatch, outbound, retry, transport
+from deliveries.claims import ClaimedDelivery, ClaimedEvent, ClaimedSubscription
 from deliveries.models import DeliveryStatus
-from sapien.events.models import Event
-from subscriptions.models import Subscription
+from tests.support.claimed import claimed_delivery
 from tests.support.receiver import Receiver
 
 
@@ -23,13 +23,11 @@ def private_callbacks_off(settings):  # type: ignore[no-untyped-def]
     transport._session.reset()
 
 
-def claimed(url: str) -> dispatch.ClaimedDelivery:
-    organization_id = uuid.uuid4()
-    event = Event(
-        id=uuid.uuid4(), type="system.ping", body="{}", organization_id=organization_id, created_at=timezone.now()
+def claimed(url: str) -> ClaimedDelivery:
+    event = ClaimedEvent(
+        id=uuid.uuid4(), type="system.ping", body="{}", organization_id=uuid.uuid4(), created_at=timezone.now()
     )
-    subscription = Subscription(id=uuid.uuid4(), callback_url=url, secret="s" * 20, active=True)
-    return dispatch.ClaimedDelivery(id=uuid.uuid4(), attempt=1, event=event, subscription=subscription, tier="free")
+    return claimed_delivery(event, ClaimedSubscription(id=uuid.uuid4(), callback_url=url, secret="s" * 20, active=True))
 
 
 def test_an_internal_callback_is_refused_at_send_time_without_a_request(private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
@@ -66,11 +64,11 @@ def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connect( 
     """The URL passed the pre-send check; when the send connects, its name answers 127.0.0.1."""
     delivery = claimed("https://rebind.example.com:8443/hooks")
     private_callbacks_off.ESL_ALLOW_PRIVATE_CALLBACKS = True  # a name passes the check without resolving
-    refusals, [(_, request)] = dispatch.prepare_batch([delivery])
+    refusals, [(_, request)] = outbound.prepare_batch([delivery])
     private_callbacks_off.ESL_ALLOW_PRIVATE_CALLBACKS = False
     transport._session.reset()  # the send uses the connect-time guard, as with private callbacks off
 
-    outcome = dispatch.decide(delivery, dispatch.submit(request).result(), now=timezone.now())
+    outcome = retry.decide(delivery, dispatch.senders.get().submit(request).result(), now=timezone.now())
 
     assert refusals == []
     assert outcome.result is not None

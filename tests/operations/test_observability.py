@@ -11,8 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from deliveries import dispatch
+from deliveries.claims import claim_due, record_outcomes
 from deliveries.models import DeliveryStatus
 from deliveries.relay import relay_pending
+from deliveries.retry import Outcome
 from deliveries.transport import DeliveryResult
 from sapien.core.logging import CorrelationIdFilter, JsonFormatter
 from sapien.core.models import Organization
@@ -47,11 +49,15 @@ def test_metrics_move_when_deliveries_happen(client: Client, organization) -> No
 
     token = uuid.uuid4()
     now = timezone.now()
-    batch = dispatch.claim_due(batch_size=10, token=token)
-    dispatch.record_outcomes(
+    batch = claim_due(batch_size=10, token=token)
+    record_outcomes(
         [
-            dispatch.Outcome(
-                d, DeliveryResult(started_at=now, duration_ms=40, status_code=200), DeliveryStatus.SUCCEEDED, None, ""
+            Outcome(
+                delivery=d,
+                result=DeliveryResult(started_at=now, duration_ms=40, status_code=200),
+                status=DeliveryStatus.SUCCEEDED,
+                next_attempt_at=None,
+                error="",
             )
             for d in batch
         ],
@@ -96,7 +102,7 @@ def test_no_secret_reaches_the_logs_of_a_failing_delivery(organization, caplog) 
 
     with caplog.at_level(logging.DEBUG):
         token = uuid.uuid4()
-        dispatch.record_outcomes(dispatch.send_batch(dispatch.claim_due(batch_size=10, token=token)), token=token)
+        record_outcomes(dispatch.send_batch(claim_due(batch_size=10, token=token)), token=token)
 
     assert caplog.records, "the failure should have produced log records to inspect"
     assert all(secret not in record.getMessage() and secret not in str(vars(record)) for record in caplog.records)

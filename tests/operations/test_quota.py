@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from deliveries import dispatch
+from deliveries import claims
 from deliveries.models import Delivery
 from deliveries.relay import relay_pending
 from sapien.core.models import Tier
@@ -101,7 +101,7 @@ def test_past_the_quota_deliveries_wait_for_the_next_window_and_nothing_is_dropp
     assert len(deliveries) == 7
     next_window = window_start(timezone.now()) + timedelta(hours=1)
     assert [deliveries[e.id].next_attempt_at == next_window for e in events] == [False] * 5 + [True] * 2
-    claimed = dispatch.claim_due(batch_size=100, token=uuid.uuid4())
+    claimed = claims.claim_due(batch_size=100, token=uuid.uuid4())
     assert {c.event.id for c in claimed} == {e.id for e in events[:5]}
 
 
@@ -114,5 +114,5 @@ def test_held_deliveries_are_sent_in_the_next_window(organization, subscribed, s
     held = Delivery.objects.filter(event_id__in=[e.id for e in events[5:]])
     next_window = window_start(an_hour_ago) + timedelta(hours=1)
     assert all(next_window <= d.next_attempt_at <= timezone.now() for d in held)  # due from the window's turn
-    claimed = dispatch.claim_due(batch_size=100, token=uuid.uuid4())
+    claimed = claims.claim_due(batch_size=100, token=uuid.uuid4())
     assert {c.event.id for c in claimed} == {e.id for e in events}  # the window has turned: all seven are due

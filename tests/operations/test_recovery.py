@@ -2,19 +2,23 @@
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from deliveries import dispatch
+from deliveries.claims import claim_due, record_outcomes
 from deliveries.models import Delivery, DeliveryStatus
+from deliveries.outbound import build_request
 from deliveries.relay import relay_pending
+from deliveries.retry import Outcome
 from deliveries.transport import DeliveryResult
 from sapien.events.models import Event
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
+from tests.support.claimed import claimed_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -42,13 +46,11 @@ def finish(status: str) -> None:
     """Runs one claim and records every claimed delivery with the given final state."""
     token = uuid.uuid4()
     now = timezone.now()
-    batch = dispatch.claim_due(batch_size=1000, token=token)
+    batch = claim_due(batch_size=1000, token=token)
     code = 200 if status == DeliveryStatus.SUCCEEDED else 500
-    outcomes = [
-        dispatch.Outcome(d, DeliveryResult(started_at=now, duration_ms=1, status_code=code), status, None, "")
-        for d in batch
-    ]
-    dispatch.record_outcomes(outcomes, token=token)
+    result = DeliveryResult(started_at=now, duration_ms=1, status_code=code)
+    outcomes = [Outcome(delivery=d, result=result, status=status, next_attempt_at=None, error="") for d in batch]
+    record_outcomes(outcomes, token=token)
 
 
 def test_replay_a_time_range_with_a_dry_run_first(api, organization, subscription) -> None:  # type: ignore[no-untyped-def]
@@ -187,9 +189,9 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period_then_only_the_
     new_secret = rotated["secret"]
     event = events_at(organization, [0])[0]
     relay_pending(batch_size=10)
-    (claimed,) = dispatch.claim_due(batch_size=10, token=uuid.uuid4())
+    (claimed,) = claim_due(batch_size=10, token=uuid.uuid4())
 
-    request = dispatch.build_request(claimed, event.body.encode())
+    request = build_request(claimed, event.body.encode())
     signatures = request.headers["webhook-signature"].split(" ")
     assert len(signatures) == 2
     assert Webhook(new_secret.encode()).verify(request.body, request.headers)
@@ -199,10 +201,8 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period_then_only_the_
     Subscription.objects.filter(pk=subscription.pk).update(
         previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    (claimed_after,) = [
-        dispatch.ClaimedDelivery(claimed.id, 1, claimed.event, Subscription.objects.get(pk=subscription.pk), "free")
-    ]
-    after = dispatch.build_request(claimed_after, event.body.encode())
+    claimed_after = replace(claimed, subscription=claimed_subscription(Subscription.objects.get(pk=subscription.pk)))
+    after = build_request(claimed_after, event.body.encode())
     assert len(after.headers["webhook-signature"].split(" ")) == 1
     assert Webhook(new_secret.encode()).verify(after.body, after.headers)
     with pytest.raises(Exception, match="No matching signature"):

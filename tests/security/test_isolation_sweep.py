@@ -10,7 +10,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from availability import services as availability_services
+from availability.services.profiles import profile_create
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.relay import relay_pending
 from sapien.core.models import User
@@ -47,7 +47,7 @@ def victim(make_organization, make_api, settings):  # type: ignore[no-untyped-de
         {"callback_url": "https://hooks.example.com/", "events": ["*"], "secret": SECRET},
         format="json",
     ).json()
-    profile = availability_services.profile_create(owner=user, name="Victim profile", timezone="UTC", rules=[])
+    profile = profile_create(owner=user, name="Victim profile", timezone="UTC", rules=[])
     relay_pending(batch_size=100)
     delivery = Delivery.objects.filter(subscription_id=subscription["id"]).first()
     assert delivery is not None

@@ -162,7 +162,7 @@ def test_records_of_any_logger_lose_the_credentials_in_their_message_arguments_e
     records = [
         record("django.server", '"%s" %s %s', ("GET /api/v1/blobs/b?expires=1&signature=s1 HTTP/1.1", "403", "90")),
         record("gunicorn.error", "Invalid request from ip=127.0.0.1: %(error)s", {"error": "'GET /x?access_token=t2'"}),
-        record("deliveries.dispatch", "Delivery attempt failed", callback_url="https://h.example.com/?token=t3",
+        record("deliveries.claims", "Delivery attempt failed", callback_url="https://h.example.com/?token=t3",
                details={"urls": ["/cb?code=c5"]}, attempt=2),
         record("django.request", "Internal Server Error: /x", exc_info=exc_info),
     ]  # fmt: skip

@@ -1,0 +1,236 @@
+"""Claims: which deliveries are due, taking a batch of them, and recording what became of it.
+
+A batch is claimed in one autocommitted statement (``FOR UPDATE SKIP LOCKED``, so workers never
+take the same rows) and stamped with a claim token and a lease. Its outcomes are written in one
+transaction guarded by that token: a claim that went stale while its sends were slow cannot
+overwrite the newer outcome of the worker that took its deliveries over.
+"""
+
+import logging
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from deliveries.models import DeliveryStatus
+from deliveries.retry import Outcome, deactivates_subscription
+from subscriptions.models import Subscription
+from subscriptions.services import subscription_disable, subscription_health_record
+
+logger = logging.getLogger(__name__)
+
+# A delivery a worker may claim now: pending, due, and not under a live claim.
+CLAIMABLE = "status = 'pending' AND next_attempt_at <= now() AND (claimed_until IS NULL OR claimed_until < now())"
+
+CLAIM_SQL = f"""
+WITH due AS (
+    SELECT id FROM deliveries_delivery
+    WHERE {CLAIMABLE}
+    ORDER BY next_attempt_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries_delivery d
+    SET claim_token = %(token)s, claimed_until = now() + make_interval(secs => %(lease)s),
+        attempt_count = d.attempt_count + 1, updated_at = now()
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.attempt_count, d.event_id, d.subscription_id
+)
+SELECT c.id, c.attempt_count,
+       e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
+       s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at
+FROM claimed c
+JOIN events_event e ON e.id = c.event_id
+JOIN subscriptions_subscription s ON s.id = c.subscription_id
+JOIN core_organization o ON o.id = s.organization_id
+"""
+
+RECORD_SQL = """
+WITH attempts AS (  -- every attempt is a fact, kept even when the claim went stale
+    INSERT INTO deliveries_deliveryattempt (
+        delivery_id, number, started_at, duration_ms, status_code, succeeded, error, response_excerpt
+    )
+    SELECT * FROM unnest(%(a_ids)s::uuid[], %(a_numbers)s::int[], %(a_started)s::timestamptz[],
+                         %(a_durations)s::int[], %(a_codes)s::int[], %(a_succeeded)s::boolean[],
+                         %(a_errors)s::text[], %(a_excerpts)s::text[])
+)
+UPDATE deliveries_delivery d
+SET status = v.status, next_attempt_at = v.next_attempt_at, last_status_code = v.status_code,
+    last_error = v.error, completed_at = v.completed_at,
+    claim_token = NULL, claimed_until = NULL, updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(next)s::timestamptz[], %(codes)s::int[],
+            %(errors)s::text[], %(completed)s::timestamptz[])
+     AS v(id, status, next_attempt_at, status_code, error, completed_at)
+WHERE d.id = v.id AND d.claim_token = %(token)s
+RETURNING d.id
+"""
+
+
+@dataclass(frozen=True)
+class ClaimedEvent:
+    """What sending needs of the delivery's event, as the claim read it."""
+
+    id: uuid.UUID
+    type: str
+    body: str
+    organization_id: uuid.UUID
+    created_at: datetime
+    recipient_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedSubscription:
+    """Where to send the delivery and with which secrets, as the claim read them."""
+
+    id: uuid.UUID
+    callback_url: str
+    secret: str
+    active: bool
+    previous_secret: str = ""
+    previous_secret_expires_at: datetime | None = None
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets to sign with: the current one, and the previous one during its grace period."""
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery under a claim, with what sending it needs: copies of the rows as claimed, never saved."""
+
+    id: uuid.UUID
+    attempt: int  # this attempt's number, 1-based: the claim counted it
+    event: ClaimedEvent
+    subscription: ClaimedSubscription
+    tier: str  # the subscription's organization's, for its retry budget
+
+    @property
+    def addressed(self) -> bool:
+        return self.event.recipient_id == self.subscription.id
+
+
+def claim_lease_seconds(batch_size: int) -> float:
+    rounds = math.ceil(batch_size / max(settings.ESL_DELIVERY_CONCURRENCY, 1))
+    return rounds * (settings.ESL_CONNECT_TIMEOUT + settings.ESL_READ_TIMEOUT) + settings.ESL_CLAIM_LEASE_MARGIN_SECONDS
+
+
+def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
+    """Claims up to ``batch_size`` due deliveries in one statement (its own short transaction)."""
+    with connection.cursor() as cursor:  # one statement: atomic without BEGIN and COMMIT round trips
+        cursor.execute(CLAIM_SQL, {"batch": batch_size, "token": token, "lease": claim_lease_seconds(batch_size)})
+        rows = cursor.fetchall()
+    claimed = []
+    for (delivery_id, attempt, event_id, event_type, body, organization_id, created_at, recipient_id,
+         subscription_id, callback_url, secret, active, tier, previous_secret, previous_expires) in rows:  # fmt: skip
+        event = ClaimedEvent(
+            id=event_id, type=event_type, body=body, organization_id=organization_id,
+            created_at=created_at, recipient_id=recipient_id,
+        )  # fmt: skip
+        subscription = ClaimedSubscription(
+            id=subscription_id, callback_url=callback_url, secret=secret, active=active,
+            previous_secret=previous_secret, previous_secret_expires_at=previous_expires,
+        )  # fmt: skip
+        claimed.append(
+            ClaimedDelivery(id=delivery_id, attempt=attempt, event=event, subscription=subscription, tier=tier)
+        )
+    return claimed
+
+
+def has_due_deliveries() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE {CLAIMABLE})")
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
+    """Writes attempts and delivery states in one transaction; a stale claim's states are dropped."""
+    outcomes = list(outcomes)
+    if not outcomes:
+        return
+    now = timezone.now()
+    sent = [(outcome, outcome.result) for outcome in outcomes if outcome.result is not None]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                RECORD_SQL,
+                {
+                    "token": token,
+                    "a_ids": [outcome.delivery.id for outcome, _ in sent],
+                    "a_numbers": [outcome.delivery.attempt for outcome, _ in sent],
+                    "a_started": [result.started_at for _, result in sent],
+                    "a_durations": [result.duration_ms for _, result in sent],
+                    "a_codes": [result.status_code for _, result in sent],
+                    "a_succeeded": [outcome.status == DeliveryStatus.SUCCEEDED for outcome, _ in sent],
+                    "a_errors": [result.error for _, result in sent],
+                    "a_excerpts": [result.response_excerpt for _, result in sent],
+                    "ids": [outcome.delivery.id for outcome in outcomes],
+                    "statuses": [str(outcome.status) for outcome in outcomes],
+                    "next": [outcome.next_attempt_at for outcome in outcomes],
+                    "codes": [outcome.result.status_code if outcome.result else None for outcome in outcomes],
+                    "errors": [outcome.error for outcome in outcomes],
+                    "completed": [None if outcome.status == DeliveryStatus.PENDING else now for outcome in outcomes],
+                },
+            )
+            applied = {row[0] for row in cursor.fetchall()}
+        recorded = [outcome for outcome in outcomes if outcome.delivery.id in applied]
+        log_outcomes(recorded)
+        gone = {
+            outcome.delivery.subscription.id
+            for outcome in recorded
+            if outcome.result is not None and deactivates_subscription(outcome.result.status_code)
+        }
+        for subscription in Subscription.objects.select_for_update().filter(id__in=gone, active=True):
+            subscription_disable(subscription=subscription, reason="The receiver answered 410 Gone.", now=now)
+        succeeded = {o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.SUCCEEDED}
+        failed = Counter(
+            o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None
+        )
+        subscription_health_record(succeeded=succeeded, failed=failed, now=now)
+
+
+def log_outcomes(outcomes: list[Outcome]) -> None:
+    """One line per failed attempt (never a secret or a body) and one per batch."""
+    for outcome in outcomes:
+        if outcome.status == DeliveryStatus.SUCCEEDED:
+            continue
+        logger.info(
+            "Delivery attempt failed",
+            extra={
+                "delivery_id": str(outcome.delivery.id),
+                "event_id": str(outcome.delivery.event.id),
+                "subscription_id": str(outcome.delivery.subscription.id),
+                "attempt": outcome.delivery.attempt,
+                "status_code": outcome.result.status_code if outcome.result else None,
+                "error": outcome.error,
+                "final": outcome.status == DeliveryStatus.FAILED,
+            },
+        )
+    succeeded = sum(1 for outcome in outcomes if outcome.status == DeliveryStatus.SUCCEEDED)
+    logger.debug("Recorded %s outcomes, %s succeeded", len(outcomes), succeeded)
+
+
+def record_outcomes_persistently(outcomes: list[Outcome], *, token: uuid.UUID, tries: int = 8) -> None:
+    """Records what was sent even across a database restart: the attempts happened, and recording them
+    now spares a second send once the claim lapses. Gives up (the lease then covers it) after ~15 s."""
+    if not outcomes:
+        return
+    for attempt in range(1, tries + 1):
+        try:
+            record_outcomes(outcomes, token=token)
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == tries:
+                raise
+            logger.warning("Could not record %s outcomes (database unavailable); retrying.", len(outcomes))
+            connection.close()  # the next try opens a fresh connection
+            time.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
