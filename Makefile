@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint install install-dev bench clean
+.PHONY: run test fuzz lint install install-dev bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,20 @@ run: install
 test: install-dev lint
 	$(PY) -m sapien.launcher test -- $(PY) -m pytest $(PYTEST_ARGS)
 
+## Fuzz every operation of the OpenAPI schema at length, then chained (stateful) scenarios; FUZZ_SEED=N repeats a run.
+FUZZ_EXAMPLES ?= 300
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: install-dev
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m sapien.launcher test -- \
+		$(PY) -m pytest tests/fuzz --hypothesis-seed=$(FUZZ_SEED) $(PYTEST_ARGS)
+
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 ## Benchmark the whole pipeline on loopback (with a peer and same-run limits); BENCH_ARGS="--quick" for a smoke run.
 bench: install-dev
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,6 +220,18 @@ def system_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU used during a phase; ``bench_cpu_ms_per_item`` is ``None`` when the phase counted no work items."""
+
+    seconds: float
+    machine_busy_cores: float
+    bench_cores: float
+    foreign_cores: float
+    cpu_seconds_by_group: dict[str, float]
+    bench_cpu_ms_per_item: float | None = None
+
+
 class CpuMeter:
     """CPU used during a phase: by each watched group, by the bench itself, and by everything else.
 
@@ -244,7 +257,7 @@ class CpuMeter:
         times = os.times()
         return times.user + times.system + times.children_user + times.children_system
 
-    def stop(self, work_items: int = 0) -> dict[str, object]:
+    def stop(self, work_items: int = 0) -> CpuUse:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         busy = system_busy_seconds() - self.busy
         groups = self._by_group()
@@ -253,13 +266,11 @@ class CpuMeter:
             before = self.groups.get(label, {})
             per_group[label] = round(sum(cpu - before.get(pid, 0.0) for pid, cpu in pids.items()), 3)
         ours = sum(per_group.values()) + (self._own() - self.own)
-        out: dict[str, object] = {
-            "seconds": round(elapsed, 2),
-            "machine_busy_cores": round(busy / elapsed, 2),
-            "bench_cores": round(ours / elapsed, 2),
-            "foreign_cores": round(max(busy - ours, 0.0) / elapsed, 2),
-            "cpu_seconds_by_group": per_group,
-        }
-        if work_items:
-            out["bench_cpu_ms_per_item"] = round(1000 * ours / work_items, 3)
-        return out
+        return CpuUse(
+            seconds=round(elapsed, 2),
+            machine_busy_cores=round(busy / elapsed, 2),
+            bench_cores=round(ours / elapsed, 2),
+            foreign_cores=round(max(busy - ours, 0.0) / elapsed, 2),
+            cpu_seconds_by_group=per_group,
+            bench_cpu_ms_per_item=round(1000 * ours / work_items, 3) if work_items else None,
+        )

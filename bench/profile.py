@@ -1,4 +1,4 @@
-"""Optional sampling profiles (``run.py --profile``): py-spy on the pipeline's processes during phase (a).
+"""Optional sampling profiles (``python -m bench --profile``): py-spy on the pipeline's processes during phase (a).
 
 py-spy is not a requirement of the project: install it into the venv to use this
 (``.venv/bin/pip install py-spy``). Profiles are written as collapsed stacks

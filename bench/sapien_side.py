@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-# The application's code: this checkout, or the snapshot of a git revision that ``run.py --ref`` exported.
+# The application's code: this checkout, or the snapshot of a git revision that ``python -m bench --ref`` exported.
 APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(APP_ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
