@@ -32,13 +32,15 @@ fuzz: install-dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m sapien.launcher test -- \
 		$(PY) -m pytest tests/fuzz --hypothesis-seed=$(FUZZ_SEED) $(PYTEST_ARGS)
 
+## Ruff, mypy, and the import direction of docs/architecture.md (import-linter, contracts in pyproject.toml).
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 ## Benchmark the whole pipeline on loopback (with a peer and same-run limits); BENCH_ARGS="--quick" for a smoke run.
 bench: install-dev
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

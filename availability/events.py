@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from availability.models import AvailabilityProfile, Trigger, UserAvailability
 from availability.schedules import Window
-from sapien.events.context import overriding
+from sapien.core.context import overriding
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event, record_prebuilt_event
 

@@ -1,4 +1,4 @@
-"""User availability in two layers (CONTRACT §7).
+"""User availability in two layers (docs/availability.md, "Two layers").
 
 Connections say whether a user is there: OAuth sessions and presence
 connections. Declarations say what the user or the organization wants shown:

@@ -1,4 +1,4 @@
-"""The rule that turns both layers into the status shown (CONTRACT §7), as a pure function.
+"""The rule that turns both layers into the status shown (docs/availability.md, "The status shown"), as a pure function.
 
 The override's status while one is in force; otherwise ``offline`` while the
 user has no live connection; otherwise the manual status, else the schedule

@@ -7,8 +7,8 @@ from availability.schedules import is_valid_timezone, parse_hhmm
 from availability.services.connections import SESSION_PREFIX
 
 
-class AvailabilitySerializer(serializers.Serializer):  # type: ignore[type-arg]
-    """A user's availability as the API reads it (CONTRACT §7)."""
+class AvailabilitySerializer(serializers.Serializer):
+    """A user's availability as the API reads it (docs/availability.md, "A user's availability")."""
 
     user_id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Status.choices)
@@ -36,7 +36,7 @@ class AvailabilitySerializer(serializers.Serializer):  # type: ignore[type-arg]
         }
 
 
-class StatusDeclarationSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class StatusDeclarationSerializer(serializers.Serializer):
     """``PUT /availability/me`` and the override: a status, an optional message (256 characters) and expiry."""
 
     status = serializers.ChoiceField(choices=Status.choices)
@@ -44,7 +44,7 @@ class StatusDeclarationSerializer(serializers.Serializer):  # type: ignore[type-
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-class HeartbeatSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class HeartbeatSerializer(serializers.Serializer):
     connection_id = serializers.CharField(max_length=128)
 
     def validate_connection_id(self, value: str) -> str:
@@ -57,11 +57,11 @@ class HeartbeatSerializer(serializers.Serializer):  # type: ignore[type-arg]
     location = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
-class DisconnectSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class DisconnectSerializer(serializers.Serializer):
     connection_id = serializers.CharField(max_length=128)
 
 
-class RuleSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class RuleSerializer(serializers.Serializer):
     """One window of a profile. A rule is always given whole: a PATCH replaces the rules, it does not edit them."""
 
     days_of_week = serializers.ListField(
@@ -82,7 +82,7 @@ class RuleSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if self.parent is None:
-            return super().to_internal_value(data)  # type: ignore[no-any-return]
+            return super().to_internal_value(data)
         # Nested, its fields would follow the root's ``partial`` and skip the missing ones on a PATCH:
         # validated on its own instead, every field is required as on creation.
         whole = RuleSerializer(data=data)

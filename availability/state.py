@@ -29,6 +29,7 @@ from availability.rules import Claim, Layers, shown_status, strongest
 from availability.schedules import Window, parse_rules, window_at
 from availability.wakeups import wake_at
 from sapien.core.models import User
+from sapien.core.transactions import assert_in_transaction
 
 # Emission timing: changes this close together go out as one event, and events are this far apart.
 CONSOLIDATION_WINDOW = timedelta(milliseconds=100)
@@ -44,12 +45,14 @@ def organization_of(user: User) -> uuid.UUID:
 
 def locked_state(user: User) -> UserAvailability:
     """The user's row, created if missing, locked until the transaction ends. Must run in a transaction."""
+    assert_in_transaction("locked_state")
     UserAvailability.objects.get_or_create(user_id=user.pk, defaults={"organization_id": organization_of(user)})
     return UserAvailability.objects.select_for_update().get(user_id=user.pk)
 
 
 def locked_existing_state(user_id: Any) -> UserAvailability | None:
-    """Like ``locked_state`` but never creates the row (the user may be being deleted)."""
+    """Like ``locked_state`` but never creates the row (the user may be being deleted). Must run in a transaction."""
+    assert_in_transaction("locked_existing_state")
     return UserAvailability.objects.select_for_update().filter(user_id=user_id).first()
 
 
@@ -82,7 +85,7 @@ def recompute(
     online = bool(connections) or state.offline_pending_since is not None
     activity_times = [c.last_activity_at for c in connections if c.last_activity_at is not None]
     last_activity = max(activity_times, default=None)
-    threshold = timedelta(seconds=settings.AVAILABILITY_IDLE_THRESHOLD)
+    threshold = timedelta(seconds=settings.AVAILABILITY_IDLE_THRESHOLD_SECONDS)
     idle = online and (last_activity is None or now - last_activity >= threshold)
     window, profile_id = schedule_window(state.user_id, now)
 

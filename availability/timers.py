@@ -68,11 +68,11 @@ def expire_sessions(now: datetime) -> None:
 
 def drop_stale_connections(now: datetime) -> None:
     """Silent presence connections are dropped. The cutoff is part of the delete, so a heartbeat racing it wins."""
-    cutoff = now - timedelta(seconds=settings.PRESENCE_STALE_THRESHOLD)
+    cutoff = now - timedelta(seconds=settings.PRESENCE_STALE_THRESHOLD_SECONDS)
     _close(Connection.objects.filter(kind=ConnectionKind.PRESENCE, last_seen_at__lte=cutoff), reason="timeout", now=now)
 
 
-def _close(queryset, *, reason: str, now: datetime) -> None:  # type: ignore[no-untyped-def]
+def _close(queryset, *, reason: str, now: datetime) -> None:
     with transaction.atomic():
         with connection.cursor() as cursor:
             sql, params = queryset.values("id").query.sql_with_params()
@@ -85,7 +85,7 @@ def _close(queryset, *, reason: str, now: datetime) -> None:  # type: ignore[no-
 
 
 def finalize_offline(now: datetime) -> None:
-    cutoff = now - timedelta(seconds=settings.PRESENCE_OFFLINE_DEBOUNCE)
+    cutoff = now - timedelta(seconds=settings.PRESENCE_OFFLINE_DEBOUNCE_SECONDS)
     due = UserAvailability.objects.filter(offline_pending_since__lte=cutoff).values_list("user_id", "organization_id")
     for user in _users(list(due)):
         with transaction.atomic():
@@ -96,7 +96,7 @@ def finalize_offline(now: datetime) -> None:
 
 def detect_idle(now: datetime) -> None:
     """Online users with no activity for ``AVAILABILITY_IDLE_THRESHOLD`` become idle (``idle_timeout``)."""
-    cutoff = now - timedelta(seconds=settings.AVAILABILITY_IDLE_THRESHOLD)
+    cutoff = now - timedelta(seconds=settings.AVAILABILITY_IDLE_THRESHOLD_SECONDS)
     latest = (
         Connection.objects.filter(user__availability__online=True, user__availability__idle=False)
         .values("user_id", "organization_id")

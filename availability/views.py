@@ -70,7 +70,7 @@ class MyAvailabilityView(APIView):
 
     @extend_schema(request=None, responses={200: AvailabilitySerializer})
     def delete(self, request: Request) -> Response:
-        state = manual_status_clear(user=me(request), context=client_context(request))  # type: ignore[arg-type]
+        state = manual_status_clear(user=me(request), context=client_context(request))
         return Response(AvailabilitySerializer(state).data)
 
 
@@ -180,7 +180,7 @@ class DisconnectView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ProfileViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
+class ProfileViewSet(viewsets.ModelViewSet):
     """Profiles of the caller (a user token), or of any user of the organization (a client token with events:admin)."""
 
     serializer_class = ProfileSerializer
@@ -202,7 +202,7 @@ class ProfileViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
             if user_id not in (None, self.request.user.pk):
                 raise PermissionDenied("A user token manages its own profiles only.")
             return self.request.user  # type: ignore[return-value]
-        if not self.request.auth.allow_scopes(["events:admin"]):  # type: ignore[union-attr]
+        if not self.request.auth.allow_scopes(["events:admin"]):
             raise PermissionDenied("A client token needs the 'events:admin' scope to manage users' profiles.")
         if user_id is None:
             raise ValidationError({"user_id": ["A client token must name the profile's user_id."]})

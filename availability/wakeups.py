@@ -7,6 +7,7 @@ logger = logging.getLogger(__name__)
 
 
 def wake_at(due: datetime) -> None:
+    # Here, not at the top: availability.tasks imports this module (through timers and services.connections).
     from availability.tasks import run_timers
 
     try:

@@ -1,9 +1,17 @@
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.timesince import timesince
 
-from deliveries.models import Blob, Delivery, DeliveryAttempt
+from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.services import delivery_redeliver
+from sapien.core.admin import OrganizationAdmin
+from sapien.core.models import Organization
+from sapien.events.admin import announce_maintenance
+from sapien.events.quota import quota_status
+from subscriptions.models import Subscription
 
 
 class AttemptInline(admin.TabularInline[DeliveryAttempt, Delivery]):
@@ -48,3 +56,45 @@ class DeliveryAdmin(admin.ModelAdmin[Delivery]):
 class BlobAdmin(admin.ModelAdmin[Blob]):
     list_display = ["id", "event", "part", "size_bytes", "checksum", "expires_at"]
     readonly_fields = [field.name for field in Blob._meta.fields]
+
+
+class OrganizationOperationsAdmin(OrganizationAdmin):
+    """Per organization: this hour's quota use, failing subscriptions and the oldest undelivered event.
+
+    It extends core's organization page here, in the one app that may read the quota (events), the
+    subscriptions and the deliveries: core imports no app.
+    """
+
+    list_display = ["name", "tier", "quota_this_hour", "failing_subscriptions", "oldest_undelivered", "created_at"]
+    actions = [announce_maintenance]
+
+    @admin.display(description="events this hour")
+    def quota_this_hour(self, organization: Organization) -> str:
+        quota = quota_status(organization)
+        return f"{quota.used} / {quota.limit}"
+
+    @admin.display(description="failing subscriptions")
+    def failing_subscriptions(self, organization: Organization) -> str:
+        failing = Subscription.objects.filter(organization=organization).filter(
+            Q(consecutive_failures__gt=0) | Q(active=False, disabled_at__isnull=False)
+        )
+        count = failing.count()
+        if not count:
+            return "0"
+        url = reverse("admin:subscriptions_subscription_changelist") + f"?organization__id__exact={organization.pk}"
+        return format_html('<a href="{}">{}</a>', url, count)
+
+    @admin.display(description="oldest undelivered")
+    def oldest_undelivered(self, organization: Organization) -> str:
+        oldest = (
+            Delivery.objects.filter(organization=organization, status=DeliveryStatus.PENDING)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        return timesince(oldest) + " ago" if oldest else "—"
+
+
+# Core registered its own page (importing sapien.core.admin above made sure of it): this one replaces it.
+admin.site.unregister(Organization)
+admin.site.register(Organization, OrganizationOperationsAdmin)

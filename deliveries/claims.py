@@ -27,7 +27,10 @@ from subscriptions.services import subscription_disable, subscription_health_rec
 logger = logging.getLogger(__name__)
 
 # A delivery a worker may claim now: pending, due, and not under a live claim.
-CLAIMABLE = "status = 'pending' AND next_attempt_at <= now() AND (claimed_until IS NULL OR claimed_until < now())"
+CLAIMABLE = (
+    f"status = '{DeliveryStatus.PENDING}' AND next_attempt_at <= now()"
+    " AND (claimed_until IS NULL OR claimed_until < now())"
+)
 
 CLAIM_SQL = f"""
 WITH due AS (
@@ -120,7 +123,8 @@ class ClaimedDelivery:
 
 def claim_lease_seconds(batch_size: int) -> float:
     rounds = math.ceil(batch_size / max(settings.ESL_DELIVERY_CONCURRENCY, 1))
-    return rounds * (settings.ESL_CONNECT_TIMEOUT + settings.ESL_READ_TIMEOUT) + settings.ESL_CLAIM_LEASE_MARGIN_SECONDS
+    send_seconds = settings.ESL_CONNECT_TIMEOUT_SECONDS + settings.ESL_READ_TIMEOUT_SECONDS
+    return rounds * send_seconds + settings.ESL_CLAIM_LEASE_MARGIN_SECONDS
 
 
 def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:

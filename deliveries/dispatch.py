@@ -16,11 +16,12 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.claims import ClaimedDelivery, claim_due, record_outcomes_persistently
+from deliveries.claims import claim_due, record_outcomes_persistently
 from deliveries.outbound import prepare_batch
 from deliveries.per_process import PerProcess
 from deliveries.retry import Outcome, decide
 from deliveries.senders import InFlight, SenderPool
+from sapien.core.transactions import assert_no_transaction
 
 # How often a worker records finished sends and claims the room they free while others are still in flight.
 RECORD_SLICE_SECONDS = 0.05
@@ -55,30 +56,22 @@ senders = PerProcess(
 )
 
 
-def send_batch(batch: list[ClaimedDelivery]) -> list[Outcome]:
-    """Sends every claimed delivery concurrently and waits for all. Must not run inside a transaction."""
-    outcomes, to_send = prepare_batch(batch)
-    pool = senders.get()
-    results = [future.result() for future in [pool.submit(request) for _, request in to_send]]
-    now = timezone.now()
-    outcomes.extend(decide(delivery, result, now=now) for (delivery, _), result in zip(to_send, results, strict=True))
-    return outcomes
-
-
 @dataclass(frozen=True)
 class DeliveryRun:
     handled: int  # deliveries claimed
     time_up: bool  # claiming stopped with work perhaps left (time ran out, or every sending thread was busy)
 
 
-def deliver_due(*, batch_size: int, max_seconds: float) -> DeliveryRun:
+def send_due_deliveries(*, batch_size: int, max_seconds: float) -> DeliveryRun:
     """Sends what is due, up to ``batch_size`` deliveries in flight, until a claim comes back short.
 
     Outcomes are recorded every ``RECORD_SLICE_SECONDS``; while claims come back full, the room finished
     sends free is claimed again at once. Once claiming stops, sends still in flight after
     ``STRAGGLER_SECONDS`` are left to the process's straggler recorder: a receiver that answers slowly
     holds neither the deliveries claimed with it nor the worker, which is free for the next wake-up.
+    Must not run inside a transaction: each claim and record commits on its own, and sends hold no lock.
     """
+    assert_no_transaction("send_due_deliveries")
     pool = senders.get()
     deadline = time.monotonic() + max_seconds
     in_flight: InFlight = {}

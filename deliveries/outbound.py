@@ -21,7 +21,7 @@ from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
 
 
 def build_request(delivery: ClaimedDelivery, body: bytes) -> DeliveryRequest:
-    """The webhook as sent: ``body`` signed both ways (CONTRACT §5), timestamped now."""
+    """The webhook as sent: ``body`` signed both ways (docs/webhooks.md, "Verifying signatures"), timestamped now."""
     event, subscription = delivery.event, delivery.subscription
     timestamp = int(time.time())
     headers = {

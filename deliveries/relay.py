@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 
+from deliveries.new_deliveries import new_deliveries_sql
 from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.envelope import isoformat_z
@@ -55,12 +56,7 @@ WITH claimed AS (
     FROM claimed e
     LEFT JOIN quota q ON e.counted AND q.organization_id = e.organization_id AND q.window_start = e.window_start
 ), fanned AS (
-    INSERT INTO deliveries_delivery (
-        id, organization_id, event_id, subscription_id, status, attempt_count,
-        next_attempt_at, last_error, created_at, updated_at
-    )
-    SELECT gen_random_uuid(), e.organization_id, e.id, s.id, 'pending', 0,
-           greatest(now(), e.not_before), '', now(), now()
+    {insert_deliveries}
     FROM placed e
     JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
     WHERE CASE
@@ -77,7 +73,11 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
     window_start=window_start_sql("created_at"),
     counted=counted_sql("type"),
     matches=patterns_match_sql("s.events", "e.type"),
-)
+    insert_deliveries=new_deliveries_sql(
+        organization_id="e.organization_id", event_id="e.id", subscription_id="s.id",
+        due_at="greatest(now(), e.not_before)",
+    ),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from deliveries.models import DeliveryStatus
+from deliveries.new_deliveries import new_deliveries_sql
 from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.selectors import retention_start
@@ -24,18 +26,14 @@ WHERE e.organization_id = %(organization)s
 COUNT_SQL = "SELECT count(*) " + CANDIDATES
 
 REPLAY_SQL = (
-    """
-INSERT INTO deliveries_delivery (
-    id, organization_id, event_id, subscription_id, status, attempt_count, next_attempt_at, last_error,
-    created_at, updated_at
-)
-SELECT gen_random_uuid(), e.organization_id, e.id, %(subscription)s, 'pending', 0, now(), '', now(), now()
-"""
+    new_deliveries_sql(
+        organization_id="e.organization_id", event_id="e.id", subscription_id="%(subscription)s", due_at="now()"
+    )
     + CANDIDATES
-    + """
+    + f"""
 ON CONFLICT (event_id, subscription_id) DO UPDATE
-SET status = 'pending', attempt_count = 0, next_attempt_at = now(), claim_token = NULL, claimed_until = NULL,
-    completed_at = NULL, updated_at = now()
+SET status = '{DeliveryStatus.PENDING}', attempt_count = 0, next_attempt_at = now(),
+    claim_token = NULL, claimed_until = NULL, completed_at = NULL, updated_at = now()
 """
 )
 
@@ -46,7 +44,7 @@ class ReplayResult:
     dry_run: bool
 
 
-def replay(
+def events_replay(
     *, subscription: Subscription, since: datetime, until: datetime, status: str | None = None, dry_run: bool = False
 ) -> ReplayResult:
     """Redelivers (or, with ``dry_run``, counts) the subscription's events of ``[since, until)`` still retained."""

@@ -35,7 +35,7 @@ class _CheckedConnectionMixin:
             raise NewConnectionError(self, message)  # type: ignore[arg-type]
         self._dns_host = str(addresses[0])
         try:
-            return super()._new_conn()  # type: ignore[misc, no-any-return]
+            return super()._new_conn()  # type: ignore[misc]
         finally:
             self._dns_host = host
 

@@ -11,13 +11,6 @@ class AttemptSerializer(serializers.ModelSerializer):
         fields = ["number", "started_at", "duration_ms", "status_code", "succeeded", "error", "response_excerpt"]
 
 
-class DeliveryEventSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    id = serializers.UUIDField()
-    type = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    payload = serializers.JSONField()
-
-
 class DeliverySerializer(serializers.ModelSerializer):
     """A delivery as the log shows it: its event and every attempt. Never a secret."""
 

@@ -1,4 +1,4 @@
-"""The two signatures every webhook carries (CONTRACT §5).
+"""The two signatures every webhook carries (docs/webhooks.md, "Verifying signatures").
 
 ``X-Sapien-Signature``: lowercase hex HMAC of the raw body (seed 001's receiver).
 ``webhook-signature``: Standard Webhooks, ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``

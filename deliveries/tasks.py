@@ -11,7 +11,7 @@ from deliveries.wakeups import wake_delivery_workers
 
 @shared_task(name="deliveries.deliver_due", ignore_result=True)
 def deliver_due(**kwargs: Any) -> int:
-    run = dispatch.deliver_due(
+    run = dispatch.send_due_deliveries(
         batch_size=settings.ESL_DELIVERY_BATCH_SIZE, max_seconds=settings.ESL_DELIVERY_TASK_SECONDS
     )
     if run.time_up and claims.has_due_deliveries():

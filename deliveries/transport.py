@@ -62,7 +62,7 @@ def post(request: DeliveryRequest) -> DeliveryResult:
             request.url,
             data=request.body,
             headers=request.headers,
-            timeout=(settings.ESL_CONNECT_TIMEOUT, settings.ESL_READ_TIMEOUT),
+            timeout=(settings.ESL_CONNECT_TIMEOUT_SECONDS, settings.ESL_READ_TIMEOUT_SECONDS),
             allow_redirects=False,
             stream=True,
         )

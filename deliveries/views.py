@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from deliveries.blobs import is_valid_blob_signature, open_blob
 from deliveries.filters import DeliveryFilter
 from deliveries.models import Blob, Delivery, DeliveryStatus
-from deliveries.replay import replay
+from deliveries.replay import events_replay
 from deliveries.selectors import deliveries_of
 from deliveries.serializers import DeliverySerializer
 from deliveries.services import delivery_redeliver
@@ -39,19 +39,19 @@ class SubscriptionDeliveriesMixin:
         return deliveries_of(self.get_subscription())
 
 
-class DeliveryListView(SubscriptionDeliveriesMixin, generics.ListAPIView):  # type: ignore[type-arg]
+class DeliveryListView(SubscriptionDeliveriesMixin, generics.ListAPIView):
     serializer_class = DeliverySerializer
     filterset_class = DeliveryFilter
     read_scope = "events:read"
 
 
-class DeliveryDetailView(SubscriptionDeliveriesMixin, generics.RetrieveAPIView):  # type: ignore[type-arg]
+class DeliveryDetailView(SubscriptionDeliveriesMixin, generics.RetrieveAPIView):
     serializer_class = DeliverySerializer
     lookup_url_kwarg = "delivery_id"
     read_scope = "events:read"
 
 
-class RedeliverView(SubscriptionDeliveriesMixin, generics.GenericAPIView):  # type: ignore[type-arg]
+class RedeliverView(SubscriptionDeliveriesMixin, generics.GenericAPIView):
     serializer_class = DeliverySerializer
     lookup_url_kwarg = "delivery_id"
     write_scope = "events:subscribe"
@@ -85,7 +85,7 @@ class BlobView(APIView):
         return response
 
 
-class ReplaySerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ReplaySerializer(serializers.Serializer):
     since = serializers.DateTimeField()
     until = serializers.DateTimeField(required=False)
     status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
@@ -98,7 +98,7 @@ class ReplaySerializer(serializers.Serializer):  # type: ignore[type-arg]
         return data
 
 
-class ReplayView(SubscriptionDeliveriesMixin, generics.GenericAPIView):  # type: ignore[type-arg]
+class ReplayView(SubscriptionDeliveriesMixin, generics.GenericAPIView):
     """Redeliver every event of a time range still within retention; ``dry_run`` only counts them."""
 
     serializer_class = ReplaySerializer
@@ -110,7 +110,7 @@ class ReplayView(SubscriptionDeliveriesMixin, generics.GenericAPIView):  # type:
         serializer = ReplaySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        result = replay(
+        result = events_replay(
             subscription=subscription, since=data["since"], until=data["until"], status=data.get("status"),
             dry_run=data["dry_run"],
         )  # fmt: skip

@@ -14,6 +14,7 @@ def wakeups_for(deliveries: int) -> int:
 
 def wake_delivery_workers(count: int = 1) -> None:
     """Asks ``count`` workers to drain due deliveries. Never raises: the sweep is the fallback."""
+    # Here, not at the top: deliveries.tasks imports this module.
     from deliveries.tasks import deliver_due
 
     for _ in range(max(1, min(count, settings.ESL_DELIVERY_WAKEUPS))):

@@ -10,8 +10,9 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
+from kombu.transport import redis as kombu_redis
 
-from sapien.events.context import bind_context, clear_context
+from sapien.core.context import bind_context, clear_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
 
@@ -27,8 +28,6 @@ def _survive_redis_channel_close_after_connection_loss() -> None:
     the worker. Our messages are only wake-ups (PostgreSQL holds what is due), so
     skipping that restore loses nothing; the worker then reconnects as usual.
     """
-    from kombu.transport import redis as kombu_redis
-
     original_close = kombu_redis.Channel.close
     if getattr(original_close, "sapien_tolerant", False):
         return

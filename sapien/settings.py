@@ -6,12 +6,14 @@ Sapien's own tunables (``ESL_*``, ``PRESENCE_*``, ``AVAILABILITY_*``, ``OAUTH_*`
 """
 
 import ipaddress
+import math
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import dj_database_url
 import django_stubs_ext
+from django.core.exceptions import ImproperlyConfigured
 
 # Lets the admin and querysets take type parameters at run time (``ModelAdmin[Person]``).
 django_stubs_ext.monkeypatch()
@@ -28,15 +30,28 @@ def env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-def env_seconds(name: str, default: float) -> float:
-    """A duration: plain seconds (``180``) or with a unit (``500ms``, ``8s``, ``3m``, ``1h``)."""
+SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def env_duration(name: str, default: float, *, unit: str = "s") -> float:
+    """Every duration is read here, in ``unit``, the unit its setting's name ends with (``…_SECONDS``, ``…_MS``,
+    ``…_HOURS``): a plain number is in that unit (``180``); a number with a unit is in its own (``500ms``, ``8s``,
+    ``3m``, ``1h``). Negative, non-finite or unreadable values stop the process at start."""
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
         return default
-    for unit, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
-        if raw.endswith(unit) and raw[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(raw[: -len(unit)]) * factor
-    return float(raw)
+    number, factor = raw, 1.0
+    for suffix in ("ms", "s", "m", "h"):  # "ms" before "s"
+        if raw.endswith(suffix):
+            number, factor = raw.removesuffix(suffix), SECONDS_PER_UNIT[suffix] / SECONDS_PER_UNIT[unit]
+            break
+    try:
+        value = float(number) * factor
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a duration: use a number of {unit} or 500ms, 8s, 3m, 1h.")
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -103,7 +118,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "sapien.core.middleware.AdminEventContextMiddleware",
-    "sapien.core.middleware.RateLimitHeadersMiddleware",
+    "sapien.events.middleware.RateLimitHeadersMiddleware",
     "sapien.core.middleware.UserActivityMiddleware",
 ]
 
@@ -131,7 +146,7 @@ DATABASES = {
     "default": dj_database_url.parse(
         # The default is where ``make run`` puts its embedded PostgreSQL, so manage.py finds it too.
         env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:54329/sapien"),
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        conn_max_age=int(env_duration("DB_CONN_MAX_AGE", 600)),
         conn_health_checks=True,
     )
 }
@@ -239,12 +254,12 @@ LOGGING = {
 }
 
 # --- OAuth2 -----------------------------------------------------------------
-OAUTH_TOKEN_LIFETIME = env_int("OAUTH_TOKEN_LIFETIME", 3600)
-OAUTH_REFRESH_LIFETIME = env_int("OAUTH_REFRESH_LIFETIME", 86400)
+OAUTH_TOKEN_LIFETIME_SECONDS = int(env_duration("OAUTH_TOKEN_LIFETIME", 3600))
+OAUTH_REFRESH_LIFETIME_SECONDS = int(env_duration("OAUTH_REFRESH_LIFETIME", 86400))
 OAUTH2_PROVIDER_APPLICATION_MODEL = "core.Application"
 OAUTH2_PROVIDER = {
-    "ACCESS_TOKEN_EXPIRE_SECONDS": OAUTH_TOKEN_LIFETIME,
-    "REFRESH_TOKEN_EXPIRE_SECONDS": OAUTH_REFRESH_LIFETIME,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": OAUTH_TOKEN_LIFETIME_SECONDS,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": OAUTH_REFRESH_LIFETIME_SECONDS,
     "SCOPES": {
         "events:subscribe": "Manage webhook subscriptions",
         "events:read": "Read subscriptions, deliveries and event history",
@@ -266,7 +281,7 @@ OAUTH2_PROVIDER = {
 # address (REMOTE_ADDR), in fixed windows; past the limit, 429 until the window ends. 0 turns one off.
 OAUTH_FAILED_ATTEMPTS_LIMIT = env_int("OAUTH_FAILED_ATTEMPTS_LIMIT", 10)
 OAUTH_FAILED_ATTEMPTS_ADDRESS_LIMIT = env_int("OAUTH_FAILED_ATTEMPTS_ADDRESS_LIMIT", 50)
-OAUTH_FAILED_ATTEMPTS_WINDOW = int(env_seconds("OAUTH_FAILED_ATTEMPTS_WINDOW", 300))
+OAUTH_FAILED_ATTEMPTS_WINDOW_SECONDS = int(env_duration("OAUTH_FAILED_ATTEMPTS_WINDOW", 300))
 
 # --- Celery -------------------------------------------------------------------
 ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:63799/0")  # make run's embedded Redis
@@ -287,46 +302,42 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 
 # --- Sapien ESL -------------------------------------------------------------------
 ESL_ENABLED = env_bool("ESL_ENABLED", True)
+# The transaction contracts of sapien.core.transactions are checked (DEBUG and tests): a breach raises.
+ESL_ASSERT_TRANSACTIONS = env_bool("ESL_ASSERT_TRANSACTIONS", DEBUG)
 ESL_RETRY_ATTEMPTS = env_int("ESL_RETRY_ATTEMPTS", 5)
-ESL_RETRY_DELAY_MS = env_int("ESL_RETRY_DELAY_MS", 1000)
-ESL_RETRY_MAX_DELAY_MS = env_int("ESL_RETRY_MAX_DELAY_MS", 3_600_000)
+ESL_RETRY_DELAY_MS = env_duration("ESL_RETRY_DELAY_MS", 1000, unit="ms")
+ESL_RETRY_MAX_DELAY_MS = env_duration("ESL_RETRY_MAX_DELAY_MS", 3_600_000, unit="ms")
 ESL_MAX_PAYLOAD_SIZE = env_int("ESL_MAX_PAYLOAD_SIZE", 262144)
 if ESL_MAX_PAYLOAD_SIZE < 16384:  # deliveries.payload.MIN_PAYLOAD_SIZE: below it, not every body could fit
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"ESL_MAX_PAYLOAD_SIZE is {ESL_MAX_PAYLOAD_SIZE}; it must be at least 16384 bytes.")
 ESL_BLOB_STORAGE_URL = env_str("ESL_BLOB_STORAGE_URL", "")
 ESL_SIGNATURE_ALGORITHM = env_str("ESL_SIGNATURE_ALGORITHM", "sha256")
-ESL_RETENTION_HOURS = env_int("ESL_RETENTION_HOURS", 24)
+ESL_RETENTION_HOURS = env_duration("ESL_RETENTION_HOURS", 24, unit="h")
 ESL_ALLOW_PRIVATE_CALLBACKS = env_bool("ESL_ALLOW_PRIVATE_CALLBACKS", False)
 # Addresses or networks never called back, beside subscriptions.internal_addresses' built-in list.
 ESL_CALLBACK_DENYLIST = env_list("ESL_CALLBACK_DENYLIST", "")
 try:
     [ipaddress.ip_network(entry, strict=False) for entry in ESL_CALLBACK_DENYLIST]
 except ValueError as exc:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"ESL_CALLBACK_DENYLIST: {exc}") from exc
-ESL_SECRET_ROTATION_GRACE = env_seconds("ESL_SECRET_ROTATION_GRACE", 86400)
+ESL_SECRET_ROTATION_GRACE_SECONDS = env_duration("ESL_SECRET_ROTATION_GRACE", 86400)
 # A subscription is disabled after this many deliveries failed in a row, failing for at least this long.
 ESL_DISABLE_AFTER_FAILURES = env_int("ESL_DISABLE_AFTER_FAILURES", 20)
-ESL_DISABLE_AFTER_SECONDS = env_seconds("ESL_DISABLE_AFTER_SECONDS", 86400)
-ESL_CONNECT_TIMEOUT = float(env_str("ESL_CONNECT_TIMEOUT", "5"))
-ESL_READ_TIMEOUT = float(env_str("ESL_READ_TIMEOUT", "10"))
+ESL_DISABLE_AFTER_SECONDS = env_duration("ESL_DISABLE_AFTER_SECONDS", 86400)
+ESL_CONNECT_TIMEOUT_SECONDS = env_duration("ESL_CONNECT_TIMEOUT", 5)
+ESL_READ_TIMEOUT_SECONDS = env_duration("ESL_READ_TIMEOUT", 10)
 ESL_PUBLIC_URL = env_str("ESL_PUBLIC_URL", "http://localhost:8080").rstrip("/")
 ESL_DELIVERY_BATCH_SIZE = env_int("ESL_DELIVERY_BATCH_SIZE", 200)
 ESL_DELIVERY_CONCURRENCY = env_int("ESL_DELIVERY_CONCURRENCY", 32)
 ESL_RELAY_BATCH_SIZE = env_int("ESL_RELAY_BATCH_SIZE", 500)
-ESL_RELAY_POLL_SECONDS = float(env_str("ESL_RELAY_POLL_SECONDS", "1"))
+ESL_RELAY_POLL_SECONDS = env_duration("ESL_RELAY_POLL_SECONDS", 1)
 RATE_LIMIT_EVENTS_HOUR = env_int("RATE_LIMIT_EVENTS_HOUR", 10000)
-PRESENCE_OFFLINE_DEBOUNCE = env_seconds("PRESENCE_OFFLINE_DEBOUNCE", 5)
-PRESENCE_STALE_THRESHOLD = env_seconds("PRESENCE_STALE_THRESHOLD", 180)
-AVAILABILITY_IDLE_THRESHOLD = env_seconds("AVAILABILITY_IDLE_THRESHOLD", 900)
+PRESENCE_OFFLINE_DEBOUNCE_SECONDS = env_duration("PRESENCE_OFFLINE_DEBOUNCE", 5)
+PRESENCE_STALE_THRESHOLD_SECONDS = env_duration("PRESENCE_STALE_THRESHOLD", 180)
+AVAILABILITY_IDLE_THRESHOLD_SECONDS = env_duration("AVAILABILITY_IDLE_THRESHOLD", 900)
 
 if ESL_BLOB_STORAGE_URL.startswith("s3://"):
     # s3://bucket/prefix?endpoint_url=https://minio.local:9000 — credentials from the AWS_* variables.
-    from urllib.parse import parse_qs, urlsplit
-
     _blob_url = urlsplit(ESL_BLOB_STORAGE_URL)
     _blob_query = parse_qs(_blob_url.query)
     STORAGES = {
@@ -346,5 +357,5 @@ if ESL_BLOB_STORAGE_URL.startswith("s3://"):
 elif ESL_BLOB_STORAGE_URL.startswith("file://"):
     MEDIA_ROOT = Path(ESL_BLOB_STORAGE_URL.removeprefix("file://"))
 ESL_DELIVERY_WAKEUPS = env_int("ESL_DELIVERY_WAKEUPS", 2)
-ESL_DELIVERY_TASK_SECONDS = float(env_str("ESL_DELIVERY_TASK_SECONDS", "20"))
-ESL_CLAIM_LEASE_MARGIN_SECONDS = float(env_str("ESL_CLAIM_LEASE_MARGIN_SECONDS", "30"))
+ESL_DELIVERY_TASK_SECONDS = env_duration("ESL_DELIVERY_TASK_SECONDS", 20)
+ESL_CLAIM_LEASE_MARGIN_SECONDS = env_duration("ESL_CLAIM_LEASE_MARGIN_SECONDS", 30)

@@ -7,10 +7,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from deliveries.metrics import metrics_view
 from sapien.core import oauth_views
 from sapien.core.errors import json_error_view
-from sapien.core.health import health
+from sapien.core.health import health_view
+from sapien.events.selectors import outbox_health
 
 urlpatterns = [
-    path("health", health, name="health"),
+    path("health", health_view(database_reports={"outbox": outbox_health}), name="health"),
     path("metrics", metrics_view, name="metrics"),
     re_path(r"^oauth/token/?$", csrf_exempt(oauth_views.TokenView.as_view()), name="oauth-token"),
     re_path(r"^oauth/revoke_token/?$", csrf_exempt(oauth_views.RevokeTokenView.as_view()), name="oauth-revoke"),

@@ -7,10 +7,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from subscriptions.models import Subscription
-from subscriptions.services import subscription_disable, subscription_update
+from subscriptions.services import generate_secret, subscription_disable, subscription_update
 
 
-class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+class SubscriptionAdminForm(forms.ModelForm):
     secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
@@ -26,8 +26,6 @@ class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         if not secret and self.instance.pk:
             return self.instance.secret
         if not secret:
-            from subscriptions.services import generate_secret
-
             return generate_secret()
         return secret
 

@@ -42,15 +42,15 @@ class CreatedSubscriptionSerializer(SubscriptionSerializer):
     secret = serializers.CharField(read_only=True)
 
 
-class PingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class PingSerializer(serializers.Serializer):
     event_id = serializers.UUIDField()
     type = serializers.CharField()
 
 
-class RotateSecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class RotateSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(required=False, min_length=16, max_length=256)
 
 
-class RotatedSecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class RotatedSecretSerializer(serializers.Serializer):
     secret = serializers.CharField()
     previous_secret_expires_at = serializers.DateTimeField()

@@ -137,7 +137,7 @@ def subscription_rotate_secret(*, subscription: Subscription, secret: str | None
     """A new secret now; the old one keeps signing (beside it) for ``ESL_SECRET_ROTATION_GRACE`` seconds."""
     now = timezone.now()
     subscription.previous_secret = subscription.secret
-    subscription.previous_secret_expires_at = now + timedelta(seconds=settings.ESL_SECRET_ROTATION_GRACE)
+    subscription.previous_secret_expires_at = now + timedelta(seconds=settings.ESL_SECRET_ROTATION_GRACE_SECONDS)
     subscription.secret = secret or generate_secret()
     subscription.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
     return subscription

@@ -22,12 +22,18 @@ ALL_SCOPES = (
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _transaction_contracts_checked(settings):
+    """Every test runs with the transaction contracts checked (``sapien.core.transactions``), as DEBUG does."""
+    settings.ESL_ASSERT_TRANSACTIONS = True
+
+
 @pytest.fixture
-def make_organization(db) -> Callable[..., Organization]:  # type: ignore[no-untyped-def]
+def make_organization(db) -> Callable[..., Organization]:
     def make(name: str = "Acme", tier: str = Tier.STANDARD) -> Organization:
         return Organization.objects.create(name=name, tier=tier)
 
@@ -35,12 +41,12 @@ def make_organization(db) -> Callable[..., Organization]:  # type: ignore[no-unt
 
 
 @pytest.fixture
-def organization(make_organization) -> Organization:  # type: ignore[no-untyped-def]
+def organization(make_organization) -> Organization:
     return make_organization()
 
 
 @pytest.fixture
-def make_token(db) -> Callable[..., AccessToken]:  # type: ignore[no-untyped-def]
+def make_token(db) -> Callable[..., AccessToken]:
     """A real access token, as ``POST /oauth/token`` would have issued it."""
 
     def make(organization: Organization, scopes: str = ALL_SCOPES, user: User | None = None) -> AccessToken:
@@ -63,7 +69,7 @@ def make_token(db) -> Callable[..., AccessToken]:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def make_api(make_token) -> Callable[..., APIClient]:  # type: ignore[no-untyped-def]
+def make_api(make_token) -> Callable[..., APIClient]:
     def make(organization: Organization, scopes: str = ALL_SCOPES, user: User | None = None) -> APIClient:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(organization, scopes, user).token}")
@@ -73,6 +79,6 @@ def make_api(make_token) -> Callable[..., APIClient]:  # type: ignore[no-untyped
 
 
 @pytest.fixture
-def api(make_api, organization) -> APIClient:  # type: ignore[no-untyped-def]
+def api(make_api, organization) -> APIClient:
     """An API client of ``organization`` holding every scope."""
     return make_api(organization)

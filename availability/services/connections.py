@@ -29,7 +29,7 @@ def session_connection_id(token_id: int) -> str:
 
 def activity_throttle() -> timedelta:
     """How often a user's requests refresh their activity: often enough to see idleness on time."""
-    return timedelta(seconds=min(30.0, settings.AVAILABILITY_IDLE_THRESHOLD / 4))
+    return timedelta(seconds=min(30.0, settings.AVAILABILITY_IDLE_THRESHOLD_SECONDS / 4))
 
 
 def connection_open_or_refresh(
@@ -121,7 +121,7 @@ def offline_debounce_start(*, user_id: Any, reason: str, now: datetime | None = 
         state.offline_pending_since = now
         state.offline_reason = reason
         state.save(update_fields=["offline_pending_since", "offline_reason"])
-    debounce = timedelta(seconds=settings.PRESENCE_OFFLINE_DEBOUNCE)
+    debounce = timedelta(seconds=settings.PRESENCE_OFFLINE_DEBOUNCE_SECONDS)
     if debounce <= timedelta(0):
         offline_finalize(state, now=now)
     else:

@@ -26,7 +26,7 @@ def _expiry_in_future(expires_at: datetime | None, now: datetime) -> None:
 
 
 def _refuse_under_override(user: User, now: datetime) -> None:
-    """A manual change while an override is in force is a 409 (CONTRACT §7)."""
+    """A manual change while an override is in force is a 409 (docs/availability.md, "Errors")."""
     override = Declaration.objects.filter(user_id=user.pk, kind=DeclarationKind.SYSTEM_OVERRIDE).first()
     if override is not None and (override.expires_at is None or override.expires_at > now):
         raise Conflict(

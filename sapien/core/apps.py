@@ -7,9 +7,12 @@ class CoreConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self) -> None:
-        # Make the project's Celery app the current one in every process that loads Django.
+        # Make the project's Celery app the current one in every process that loads Django. In ready(): a start-up
+        # step, like the registrations below; no code of core uses the composition root (sapien.celery).
         import sapien.celery
-        import sapien.core.schema  # noqa: F401  (registers the OpenAPI extension)
-        from sapien.core import checks  # registers the deployment checks
+
+        # Registrations, in ready() where Django documents them: the OpenAPI extension and the deployment checks.
+        import sapien.core.schema  # noqa: F401
+        from sapien.core import checks
 
         checks.warn_of_development_secret_key()

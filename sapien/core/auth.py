@@ -3,10 +3,10 @@
 ``request.organization`` is the one place every query is scoped from: the client's organization for a
 machine token, the user's for a user token.
 
-A token travels only in the header (CONTRACT §2): one in the query string or a form body is refused with
-401 ``token_in_url``, valid or not. Authentication never parses a JSON body: the view does, later, within
-the limits of ``sapien.core.parsers``. django-oauth-toolkit issues and revokes the tokens (``/oauth/*``);
-checking one here is one query on its unique checksum.
+A token travels only in the header (docs/api.md, "Authentication"): one in the query string or a form
+body is refused with 401 ``token_in_url``, valid or not. Authentication never parses a JSON body: the
+view does, later, within the limits of ``sapien.core.parsers``. django-oauth-toolkit issues and revokes
+the tokens (``/oauth/*``); checking one here is one query on its unique checksum.
 """
 
 import hashlib
@@ -18,7 +18,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from sapien.events.context import bind_actor
+from sapien.core.context import bind_actor
 
 TOKEN_PARAMETER = "access_token"  # noqa: S105  # a parameter name (RFC 6750 §2.2, §2.3), not a secret
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"

@@ -115,7 +115,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def json_error_view(status_code: int, code: str, message: str):  # type: ignore[no-untyped-def]
+def json_error_view(status_code: int, code: str, message: str):
     """Django-level handlers (unknown URL, uncaught error outside DRF) answer in the same shape."""
 
     def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sapien.events.context import _current
+from sapien.core.context import _current
 
 # Attributes every LogRecord has; anything else was passed in ``extra`` and is kept.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "correlation_id"}

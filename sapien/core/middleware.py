@@ -1,18 +1,18 @@
-"""Request-wide concerns: the correlation id, the event source, the body size limit and JSON body limits."""
+"""Request-wide concerns: the correlation id, the event source, the body size limit and JSON body limits.
+
+The quota headers, which read the event quota, are ``sapien.events.middleware``: core imports no app.
+"""
 
 import re
-import time
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from sapien.core.context import bind_actor, bind_context, clear_context, current_context
 from sapien.core.errors import error_body
 from sapien.core.parsers import MalformedJSON, parse_and_keep_json_body
 from sapien.core.signals import user_token_used
-from sapien.events.context import bind_actor, bind_context, clear_context, current_context
-from sapien.events.quota import QuotaStatus, quota_status
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -86,40 +86,6 @@ class JSONBodyMiddleware:
         except MalformedJSON as exc:
             return JsonResponse(error_body("malformed_request", str(exc)), status=400)
         return self.get_response(request)
-
-
-class RateLimitHeadersMiddleware:
-    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (the hourly event quota) on every API response.
-
-    The count is read at most once a second per organization and process: the relay counts in
-    batches anyway, so the headers are as fresh as the count itself, for one query less per request.
-    """
-
-    FRESH_FOR = 1.0
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-        self._recent: dict[Any, tuple[float, QuotaStatus]] = {}
-
-    def quota_of(self, organization: Any) -> QuotaStatus:
-        now = time.monotonic()
-        cached = self._recent.get((organization.pk, organization.tier))
-        if cached is None or now - cached[0] > self.FRESH_FOR:
-            if len(self._recent) > 10_000:
-                self._recent.clear()
-            cached = (now, quota_status(organization))
-            self._recent[(organization.pk, organization.tier)] = cached
-        return cached[1]
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        organization = getattr(request, "organization", None)
-        if organization is not None:
-            quota = self.quota_of(organization)
-            response["X-RateLimit-Limit"] = str(quota.limit)
-            response["X-RateLimit-Remaining"] = str(quota.remaining)
-            response["X-RateLimit-Reset"] = str(int(quota.resets_at.timestamp()))
-        return response
 
 
 class UserActivityMiddleware:

@@ -106,7 +106,7 @@ def _limit(dimension: str) -> int:
 
 
 def _window() -> int:
-    return max(1, int(settings.OAUTH_FAILED_ATTEMPTS_WINDOW))
+    return max(1, int(settings.OAUTH_FAILED_ATTEMPTS_WINDOW_SECONDS))
 
 
 def _keys(subjects: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ ERROR_STATUSES = {
 }
 
 
-class OrganizationTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class OrganizationTokenScheme(OpenApiAuthenticationExtension):
     target_class = "sapien.core.auth.OrganizationTokenAuthentication"
     name = "oauth2"
 

@@ -1,4 +1,4 @@
-"""What each tier allows: subscriptions, retries, events per hour (CONTRACT §3, §6)."""
+"""What each tier allows: subscriptions, retries, events per hour (docs/configuration.md, "Tiers")."""
 
 from dataclasses import dataclass
 

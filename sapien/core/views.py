@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from rest_framework import viewsets
 
 
-class OrganizationScopedViewSet(viewsets.ModelViewSet):  # type: ignore[type-arg]
+class OrganizationScopedViewSet(viewsets.ModelViewSet):
     """Lists, reads and writes only the caller's organization's rows: another's object is a 404."""
 
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]

@@ -7,4 +7,5 @@ class EntitiesConfig(AppConfig):
     verbose_name = "Entities"
 
     def ready(self) -> None:
+        # In ready(): the receivers import the models, which cannot be imported while the app registry loads.
         from sapien.entities import signals  # noqa: F401

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from sapien.entities.models import Person, Pet, Toy
 
 
-class OrganizationScopedRelatedField(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+class OrganizationScopedRelatedField(serializers.PrimaryKeyRelatedField):
     """A reference to another entity: one of another organization is reported as not existing."""
 
     def get_queryset(self) -> QuerySet[Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from sapien.events.context import EventContext
+from sapien.core.context import EventContext
 
 ENVELOPE_VERSION = "1.0"
 

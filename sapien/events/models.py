@@ -54,8 +54,6 @@ class QuotaUsage(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quota_usage")
     window_start = models.DateTimeField()
     events = models.PositiveIntegerField(default=0)
-    warned_at = models.DateTimeField(null=True, blank=True)
-    exceeded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "window_start"], name="quota_one_row_per_hour")]

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.db import transaction
 
+from sapien.core.context import overriding
 from sapien.core.models import Organization
-from sapien.events.context import overriding
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
 

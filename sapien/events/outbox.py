@@ -1,11 +1,13 @@
 """``record_event()``: the only way an event comes to exist.
 
 It must run inside the transaction of the change it reports (signals do, since
-every write path is atomic): the outbox row then commits or rolls back with it.
-After the commit one ``NOTIFY`` per transaction wakes the relay; it never runs
-inside the transaction, and a lost one only costs the relay's poll interval.
+every write path is atomic): the outbox row then commits or rolls back with it;
+with ``ESL_ASSERT_TRANSACTIONS`` a call outside one raises. After the commit one
+``NOTIFY`` per transaction wakes the relay; it never runs inside the transaction,
+and a lost one only costs the relay's poll interval.
 """
 
+import threading
 import uuid
 from typing import Any
 
@@ -13,8 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sapien.core.context import current_context
+from sapien.core.transactions import assert_in_transaction
 from sapien.events.catalog import EVENT_TYPES
-from sapien.events.context import current_context
 from sapien.events.envelope import build_envelope, to_json
 from sapien.events.models import Event
 
@@ -27,10 +30,32 @@ def notify_relay() -> None:
         cursor.execute(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
+class _Commits(threading.local):
+    """This thread's commits that recorded events, numbered: the next one's number, and the last one woken for."""
+
+    upcoming = 0
+    woken = -1
+
+
+_commits = _Commits()
+
+
 def _wake_relay_after_commit() -> None:
-    pending = any(entry[1] is notify_relay for entry in connection.run_on_commit)
-    if not pending:
-        transaction.on_commit(notify_relay, robust=True)
+    """Wakes the relay once after the current transaction commits, however many events it recorded.
+
+    Every event registers a callback with the number of the commit it awaits; the first to run after
+    that commit notifies and moves the number on, so its siblings find their commit already woken for.
+    A rolled-back transaction runs none, and the next one awaits the same number.
+    """
+    commit = _commits.upcoming
+
+    def wake_relay_once() -> None:
+        if commit == _commits.woken:
+            return
+        _commits.woken, _commits.upcoming = commit, commit + 1
+        notify_relay()
+
+    transaction.on_commit(wake_relay_once, robust=True)
 
 
 def record_event(
@@ -77,6 +102,7 @@ def record_prebuilt_event(
     recipient_id: uuid.UUID | None = None,
 ) -> Event | None:
     """Inserts an event whose body another schema dictates (``user.availability.update``)."""
+    assert_in_transaction("record_event")
     if not settings.ESL_ENABLED:
         return None
     event = Event.objects.create(

@@ -1,4 +1,4 @@
-"""The hourly event quota of an organization's tier (CONTRACT §6).
+"""The hourly event quota of an organization's tier (docs/operations.md, "Hourly event quotas").
 
 Windows are clock hours in UTC. The relay counts events as it fans them out;
 events past the quota are still recorded and relayed, but their deliveries wait

@@ -49,3 +49,9 @@ def outbox_state() -> tuple[int, float]:
         )
         depth, lag = cursor.fetchone() or (0, 0)
     return int(depth), float(lag)
+
+
+def outbox_health() -> dict[str, float]:
+    """The ``outbox`` section of ``GET /health``: ``depth`` (events not yet fanned out) and ``lag_seconds``."""
+    depth, lag = outbox_state()
+    return {"depth": depth, "lag_seconds": round(lag, 3)}

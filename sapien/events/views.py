@@ -26,7 +26,7 @@ class EventFilter(django_filters.FilterSet):
         fields = ["type", "since", "until"]
 
 
-class EventViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
     """The organization's event history within the retention window, newest first."""
 
     serializer_class = EventSerializer

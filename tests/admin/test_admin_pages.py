@@ -14,11 +14,12 @@ SECRET = "an-admin-must-never-see-this"
 
 
 @pytest.fixture
-def failed_delivery(organization):  # type: ignore[no-untyped-def]
+def failed_delivery(organization):
     subscription = Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret=SECRET
     )
     event = record_event(organization_id=organization.id, event_type="person.created", data={"name": "Ada"})
+    assert event is not None
     delivery = Delivery.objects.create(
         organization=organization, event=event, subscription=subscription, status=DeliveryStatus.FAILED, attempt_count=4
     )
@@ -39,7 +40,7 @@ def failed_delivery(organization):  # type: ignore[no-untyped-def]
         "/admin/availability/connection/", "/admin/availability/availabilityprofile/",
     ],
 )  # fmt: skip
-def test_every_admin_list_renders(admin_client: Client, failed_delivery, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_admin_list_renders(admin_client: Client, failed_delivery, path: str) -> None:
     response = admin_client.get(path)
 
     assert response.status_code == 200
@@ -48,7 +49,7 @@ def test_every_admin_list_renders(admin_client: Client, failed_delivery, path: s
 
 def test_the_subscription_page_masks_the_secret_and_keeps_it_when_left_empty(
     admin_client: Client, failed_delivery
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     subscription = failed_delivery.subscription
     page = admin_client.get(f"/admin/subscriptions/subscription/{subscription.id}/change/")
     assert page.status_code == 200
@@ -68,7 +69,7 @@ def test_the_subscription_page_masks_the_secret_and_keeps_it_when_left_empty(
     assert subscription.description == "changed"
 
 
-def test_a_delivery_page_shows_its_attempts(admin_client: Client, failed_delivery) -> None:  # type: ignore[no-untyped-def]
+def test_a_delivery_page_shows_its_attempts(admin_client: Client, failed_delivery) -> None:
     page = admin_client.get(f"/admin/deliveries/delivery/{failed_delivery.id}/change/").content.decode()
 
     assert "try later" in page
@@ -76,7 +77,7 @@ def test_a_delivery_page_shows_its_attempts(admin_client: Client, failed_deliver
     assert SECRET not in page
 
 
-def test_the_redeliver_action_starts_new_chains(admin_client: Client, failed_delivery) -> None:  # type: ignore[no-untyped-def]
+def test_the_redeliver_action_starts_new_chains(admin_client: Client, failed_delivery) -> None:
     response = admin_client.post(
         "/admin/deliveries/delivery/", {"action": "redeliver", "_selected_action": [str(failed_delivery.id)]}
     )
@@ -87,7 +88,7 @@ def test_the_redeliver_action_starts_new_chains(admin_client: Client, failed_del
     assert failed_delivery.attempt_count == 0
 
 
-def test_an_entity_changed_in_the_admin_records_its_event(admin_client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+def test_an_entity_changed_in_the_admin_records_its_event(admin_client: Client, organization) -> None:
     person = Person.objects.create(organization=organization, name="Before")
 
     admin_client.post(
@@ -102,7 +103,7 @@ def test_an_entity_changed_in_the_admin_records_its_event(admin_client: Client, 
     assert updated.payload["metadata"]["source"] == "admin"
 
 
-def test_an_override_added_in_the_admin_takes_effect_at_once(admin_client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+def test_an_override_added_in_the_admin_takes_effect_at_once(admin_client: Client, organization) -> None:
     from availability.models import UserAvailability
     from sapien.core.models import User
 

@@ -44,7 +44,7 @@ def clock() -> Iterator[Clock]:
 
 
 @pytest.fixture
-def user(organization) -> User:  # type: ignore[no-untyped-def]
+def user(organization) -> User:
     return User.objects.create_user("ada@example.com", "correct-horse", organization=organization)
 
 

@@ -15,11 +15,11 @@ USER_SCOPES = "availability:read availability:write"
 
 
 @pytest.fixture
-def me_api(make_api, user):  # type: ignore[no-untyped-def]
+def me_api(make_api, user):
     return make_api(user.organization, USER_SCOPES, user=user)
 
 
-def test_put_get_and_delete_my_status(me_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_put_get_and_delete_my_status(me_api, user) -> None:
     expires = (timezone.now() + timedelta(hours=1)).isoformat()
 
     put = me_api.put(
@@ -49,7 +49,7 @@ def test_put_get_and_delete_my_status(me_api, user) -> None:  # type: ignore[no-
 
 @pytest.mark.parametrize(("length", "accepted"), [(256, True), (257, False)])
 @pytest.mark.parametrize("character", ["é", "😀", "a"])
-def test_custom_message_counts_unicode_characters(me_api, user, length: int, accepted: bool, character: str) -> None:  # type: ignore[no-untyped-def]
+def test_custom_message_counts_unicode_characters(me_api, user, length: int, accepted: bool, character: str) -> None:
     response = me_api.put(
         "/api/v1/availability/me", {"status": "busy", "custom_message": character * length}, format="json"
     )
@@ -70,7 +70,7 @@ def test_custom_message_counts_unicode_characters(me_api, user, length: int, acc
         {"status": "busy", "expires_at": "not a date"},
     ],
 )
-def test_bad_declarations_are_refused_and_change_nothing(me_api, user, body: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+def test_bad_declarations_are_refused_and_change_nothing(me_api, user, body: dict) -> None:
     events_before = Event.objects.count()
 
     response = me_api.put("/api/v1/availability/me", body, format="json")
@@ -81,7 +81,7 @@ def test_bad_declarations_are_refused_and_change_nothing(me_api, user, body: dic
     assert Event.objects.count() == events_before
 
 
-def test_my_status_needs_a_user_token(organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_my_status_needs_a_user_token(organization, make_api) -> None:
     client_api = make_api(organization, USER_SCOPES)
 
     response = client_api.get("/api/v1/availability/me")
@@ -89,7 +89,7 @@ def test_my_status_needs_a_user_token(organization, make_api) -> None:  # type: 
     assert response.status_code == 403
 
 
-def test_scopes(make_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_scopes(make_api, user) -> None:
     reader = make_api(user.organization, "availability:read", user=user)
 
     assert reader.get("/api/v1/availability/me").status_code == 200
@@ -104,7 +104,7 @@ def test_scopes(make_api, user) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_override_by_an_admin_blocks_manual_changes_with_409(make_api, me_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_override_by_an_admin_blocks_manual_changes_with_409(make_api, me_api, user) -> None:
     admin = make_api(user.organization, "events:admin availability:read")
 
     created = admin.post(
@@ -123,7 +123,7 @@ def test_override_by_an_admin_blocks_manual_changes_with_409(make_api, me_api, u
     assert lifted.json()["status"] == "available"
 
 
-def test_override_needs_events_admin(make_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_override_needs_events_admin(make_api, user) -> None:
     not_admin = make_api(user.organization, "availability:read availability:write")
 
     assert (
@@ -132,7 +132,7 @@ def test_override_needs_events_admin(make_api, user) -> None:  # type: ignore[no
     )
 
 
-def test_reading_others_and_in_bulk(make_api, me_api, user, organization) -> None:  # type: ignore[no-untyped-def]
+def test_reading_others_and_in_bulk(make_api, me_api, user, organization) -> None:
     colleague = User.objects.create_user("bob@example.com", "correct-horse", organization=organization)
     reader = make_api(organization, "availability:read")
     me_api.put("/api/v1/availability/me", {"status": "do_not_disturb"}, format="json")
@@ -152,7 +152,7 @@ def test_reading_others_and_in_bulk(make_api, me_api, user, organization) -> Non
     assert reader.get("/api/v1/availability", {"user_ids": "nope"}).status_code == 400
 
 
-def test_another_organizations_user_does_not_exist(make_organization, make_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_another_organizations_user_does_not_exist(make_organization, make_api, user) -> None:
     stranger = make_api(make_organization("Stranger"), "availability:read events:admin availability:write")
 
     assert stranger.get(f"/api/v1/users/{user.pk}/availability").status_code == 404
@@ -174,7 +174,7 @@ def test_another_organizations_user_does_not_exist(make_organization, make_api, 
     assert AvailabilityProfile.objects.count() == 0
 
 
-def test_heartbeat_and_disconnect(me_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_heartbeat_and_disconnect(me_api, user) -> None:
     beat = me_api.post(
         "/api/v1/presence/heartbeat",
         {"connection_id": "tab-1", "device_type": "web", "activity": "active", "location": "dashboard"},
@@ -199,7 +199,7 @@ def test_heartbeat_and_disconnect(me_api, user) -> None:  # type: ignore[no-unty
 RULES = [{"days_of_week": [1, 2, 3, 4, 5], "start_time": "09:00", "end_time": "17:00", "status": "busy"}]
 
 
-def test_profiles_crud_records_their_events(me_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_profiles_crud_records_their_events(me_api, user) -> None:
     created = me_api.post(
         "/api/v1/availability/profiles", {"name": "Work", "timezone": "Europe/Paris", "rules": RULES}, format="json"
     )
@@ -228,14 +228,14 @@ def test_profiles_crud_records_their_events(me_api, user) -> None:  # type: igno
         {"name": "x", "timezone": "UTC", "rules": [{**RULES[0], "status": "offline"}]},
     ],
 )
-def test_invalid_profiles_are_refused(me_api, body: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+def test_invalid_profiles_are_refused(me_api, body: dict) -> None:
     response = me_api.post("/api/v1/availability/profiles", body, format="json")
 
     assert response.status_code == 400
     assert AvailabilityProfile.objects.count() == 0
 
 
-def test_a_client_token_manages_profiles_for_a_user_with_events_admin(make_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_token_manages_profiles_for_a_user_with_events_admin(make_api, user) -> None:
     admin = make_api(user.organization, "availability:read availability:write events:admin")
     plain = make_api(user.organization, "availability:read availability:write")
     body = {"user_id": str(user.pk), "name": "Work", "timezone": "UTC", "rules": RULES}
@@ -264,7 +264,7 @@ REQUIRED = ["This field is required."]
         ([RULES[0], {"start_time": "10:00"}], {"1": {"days_of_week": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
     ],
 )
-def test_a_patch_gives_every_rule_whole(me_api, user, rules: list, details: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+def test_a_patch_gives_every_rule_whole(me_api, user, rules: list, details: dict) -> None:
     profile_id = me_api.post(
         "/api/v1/availability/profiles", {"name": "Work", "timezone": "UTC", "rules": RULES}, format="json"
     ).json()["id"]
@@ -281,7 +281,7 @@ def test_a_patch_gives_every_rule_whole(me_api, user, rules: list, details: dict
     assert not Event.objects.filter(type="availability.profile.updated").exists()
 
 
-def test_a_patch_replaces_the_rules_with_whole_ones(me_api, user) -> None:  # type: ignore[no-untyped-def]
+def test_a_patch_replaces_the_rules_with_whole_ones(me_api, user) -> None:
     profile_id = me_api.post(
         "/api/v1/availability/profiles", {"name": "Work", "timezone": "UTC", "rules": RULES}, format="json"
     ).json()["id"]

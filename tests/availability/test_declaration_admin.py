@@ -45,7 +45,7 @@ def shown(user: User) -> tuple[str, str, str, str, str, str]:
 
 def test_an_override_added_changed_and_deleted_in_the_admin_recomputes_and_emits_as_the_services_do(
     clock, admin_client: Client, admin_user: User, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     by_admin, by_service = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     clock.advance(6)
     actor = str(admin_user.pk)
@@ -98,7 +98,7 @@ def first(queries: CaptureQueriesContext, *fragments: str) -> int:
 
 def test_the_admin_locks_the_users_availability_before_it_writes_the_declaration(
     admin_client: Client, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     ada = online_user(organization, "ada@example.com")
     lock = ('FROM "availability_useravailability"', "FOR UPDATE")
 
@@ -119,7 +119,7 @@ def test_the_admin_locks_the_users_availability_before_it_writes_the_declaration
 
 def test_deleting_declarations_in_bulk_in_the_admin_lifts_each_one(
     clock, admin_client: Client, admin_user: User, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     ada, grace = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     for user in (ada, grace):
         override_set(user=user, status=Status.OFFLINE, actor_id="an-operator", custom_message="Suspended")
@@ -140,7 +140,7 @@ def test_deleting_declarations_in_bulk_in_the_admin_lifts_each_one(
 
 def test_the_admin_refuses_a_declaration_that_has_already_expired_and_changes_nothing(
     clock, admin_client: Client, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     ada = online_user(organization, "ada@example.com")
     yesterday = clock.now() - timedelta(days=1)
 

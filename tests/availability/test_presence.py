@@ -12,18 +12,18 @@ from tests.availability.conftest import events_of, state_of, statuses_sent
 pytestmark = pytest.mark.django_db
 
 
-def heartbeat(user, connection_id: str, activity: str = "active", device: str = "web"):  # type: ignore[no-untyped-def]
+def heartbeat(user, connection_id: str, activity: str = "active", device: str = "web"):
     return connection_open_or_refresh(
         user=user, kind=ConnectionKind.PRESENCE, connection_id=connection_id, device_type=device,
         activity=activity, source="presence_heartbeat",
     )  # fmt: skip
 
 
-def disconnect(user, connection_id: str) -> None:  # type: ignore[no-untyped-def]
+def disconnect(user, connection_id: str) -> None:
     connection_close(user_id=user.pk, connection_id=connection_id, reason="disconnect")
 
 
-def test_a_token_issued_to_the_user_opens_a_session(clock, user, make_token) -> None:  # type: ignore[no-untyped-def]
+def test_a_token_issued_to_the_user_opens_a_session(clock, user, make_token) -> None:
     make_token(user.organization, "availability:read", user=user)
     clock.advance(1)
 
@@ -42,7 +42,7 @@ def test_a_token_issued_to_the_user_opens_a_session(clock, user, make_token) -> 
     assert update["data"]["availability"]["previous_status"] == "offline"
 
 
-def test_revoking_the_token_ends_the_session_after_the_debounce(clock, user, make_token) -> None:  # type: ignore[no-untyped-def]
+def test_revoking_the_token_ends_the_session_after_the_debounce(clock, user, make_token) -> None:
     token = make_token(user.organization, "availability:read", user=user)
     clock.advance(1)
 
@@ -58,7 +58,7 @@ def test_revoking_the_token_ends_the_session_after_the_debounce(clock, user, mak
     assert offline["data"]["reason"] == "logout"
 
 
-def test_re_login_inside_the_debounce_never_flickers(clock, user, make_token) -> None:  # type: ignore[no-untyped-def]
+def test_re_login_inside_the_debounce_never_flickers(clock, user, make_token) -> None:
     token = make_token(user.organization, "availability:read", user=user)
     clock.advance(10)
 
@@ -72,7 +72,7 @@ def test_re_login_inside_the_debounce_never_flickers(clock, user, make_token) ->
     assert events_of("presence.user_offline") == []
 
 
-def test_two_devices_the_user_stays_online_until_the_last_one_leaves(clock, user) -> None:  # type: ignore[no-untyped-def]
+def test_two_devices_the_user_stays_online_until_the_last_one_leaves(clock, user) -> None:
     heartbeat(user, "laptop", device="web")
     heartbeat(user, "phone", device="mobile")
     clock.advance(1)
@@ -89,7 +89,7 @@ def test_two_devices_the_user_stays_online_until_the_last_one_leaves(clock, user
     assert len(events_of("presence.user_online")) == 1
 
 
-def test_a_page_reload_inside_the_debounce_sends_nothing(clock, user) -> None:  # type: ignore[no-untyped-def]
+def test_a_page_reload_inside_the_debounce_sends_nothing(clock, user) -> None:
     heartbeat(user, "tab-1")
     clock.advance(6)
     sent_before = len(events_of("user.availability.update"))
@@ -104,7 +104,7 @@ def test_a_page_reload_inside_the_debounce_sends_nothing(clock, user) -> None:  
     assert len(events_of("presence.user_online")) == 1
 
 
-def test_reconnecting_after_the_debounce_gives_offline_then_online(clock, user) -> None:  # type: ignore[no-untyped-def]
+def test_reconnecting_after_the_debounce_gives_offline_then_online(clock, user) -> None:
     heartbeat(user, "tab-1")
     clock.advance(6)
     disconnect(user, "tab-1")
@@ -118,8 +118,8 @@ def test_reconnecting_after_the_debounce_gives_offline_then_online(clock, user) 
     assert statuses_sent() == ["available", "offline", "available"]
 
 
-def test_a_silent_connection_is_dropped_after_the_stale_threshold(clock, user, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.PRESENCE_STALE_THRESHOLD = 180
+def test_a_silent_connection_is_dropped_after_the_stale_threshold(clock, user, settings) -> None:
+    settings.PRESENCE_STALE_THRESHOLD_SECONDS = 180
     heartbeat(user, "crashed-tab")
 
     clock.advance(179)
@@ -132,8 +132,8 @@ def test_a_silent_connection_is_dropped_after_the_stale_threshold(clock, user, s
     assert [e["data"]["reason"] for e in events_of("presence.user_offline")] == ["timeout"]
 
 
-def test_a_heartbeat_racing_the_stale_sweep_keeps_its_connection(clock, user, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.PRESENCE_STALE_THRESHOLD = 180
+def test_a_heartbeat_racing_the_stale_sweep_keeps_its_connection(clock, user, settings) -> None:
+    settings.PRESENCE_STALE_THRESHOLD_SECONDS = 180
     heartbeat(user, "tab")
     clock.advance(179, tick=False)
     sweep_at = clock.now()
@@ -147,8 +147,8 @@ def test_a_heartbeat_racing_the_stale_sweep_keeps_its_connection(clock, user, se
     assert state_of(user).online is True
 
 
-def test_idleness_makes_the_user_away_and_activity_restores_them(clock, user, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.AVAILABILITY_IDLE_THRESHOLD = 900
+def test_idleness_makes_the_user_away_and_activity_restores_them(clock, user, settings) -> None:
+    settings.AVAILABILITY_IDLE_THRESHOLD_SECONDS = 900
     heartbeat(user, "tab", activity="active")
     clock.advance(10)
 
@@ -174,8 +174,8 @@ def test_idleness_makes_the_user_away_and_activity_restores_them(clock, user, se
     assert statuses_sent() == ["available", "away", "available"]
 
 
-def test_idleness_does_not_touch_a_declared_status(clock, user, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.AVAILABILITY_IDLE_THRESHOLD = 60
+def test_idleness_does_not_touch_a_declared_status(clock, user, settings) -> None:
+    settings.AVAILABILITY_IDLE_THRESHOLD_SECONDS = 60
     heartbeat(user, "tab")
     manual_status_set(user=user, status=Status.DO_NOT_DISTURB)
     clock.advance(120)
@@ -184,8 +184,8 @@ def test_idleness_does_not_touch_a_declared_status(clock, user, settings) -> Non
     assert statuses_sent() == ["do_not_disturb"]
 
 
-def test_requests_with_the_users_token_are_activity(clock, user, make_api, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.AVAILABILITY_IDLE_THRESHOLD = 60
+def test_requests_with_the_users_token_are_activity(clock, user, make_api, settings) -> None:
+    settings.AVAILABILITY_IDLE_THRESHOLD_SECONDS = 60
     api = make_api(user.organization, "availability:read", user=user)
     clock.advance(61)
     assert state_of(user).status == Status.AWAY

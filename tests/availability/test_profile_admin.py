@@ -79,7 +79,7 @@ def profile_events() -> int:
 
 def test_a_profile_added_changed_and_deleted_in_the_admin_records_and_schedules_as_the_api_does(
     clock, admin_client: Client, admin_user: User, make_api, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     by_admin, by_api = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     api = make_api(organization, "availability:read availability:write events:admin")
     clock.advance(6)
@@ -152,7 +152,7 @@ RULE_ERRORS = [
 @pytest.mark.parametrize(("rules", "errors"), RULE_ERRORS)
 def test_the_admin_refuses_a_new_profile_with_invalid_rules_and_writes_nothing(
     admin_client: Client, organization, rules: Any, errors: list[str]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     ada = online_user(organization, "ada@example.com")
     events_before = Event.objects.count()
 
@@ -164,7 +164,7 @@ def test_the_admin_refuses_a_new_profile_with_invalid_rules_and_writes_nothing(
     assert Event.objects.count() == events_before
 
 
-def test_the_admin_refuses_a_time_zone_the_api_refuses(admin_client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_refuses_a_time_zone_the_api_refuses(admin_client: Client, organization) -> None:
     ada = online_user(organization, "ada@example.com")
 
     response = admin_client.post(f"{PROFILES}add/", form_of(ada, "Work", "Mars/Olympus", [WORKDAYS]))
@@ -180,7 +180,7 @@ def test_the_admin_refuses_a_time_zone_the_api_refuses(admin_client: Client, org
 @pytest.mark.parametrize(("rules", "errors"), RULE_ERRORS[:2])
 def test_the_admin_refuses_invalid_rules_on_a_change_and_keeps_the_profile(
     clock, admin_client: Client, organization, rules: Any, errors: list[str]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     ada = online_user(organization, "ada@example.com")
     profile = profile_create(owner=ada, name="Work", timezone="UTC", rules=[WORKDAYS_AS_SAVED])
     events_before = Event.objects.count()
@@ -210,7 +210,7 @@ def test_the_admin_refuses_a_profile_for_a_user_without_an_organization(admin_cl
 
 def test_deleting_profiles_in_bulk_in_the_admin_records_one_deleted_event_per_profile(
     clock, admin_client: Client, admin_user: User, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     ada, grace = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     weekend = {"days_of_week": [0, 6], "start_time": "10:00", "end_time": "12:00", "status": "away"}
     profiles = [
@@ -252,7 +252,7 @@ def locks_and_writes(queries: CaptureQueriesContext) -> list[tuple[str, str]]:
 
 def test_the_admin_takes_the_services_locks_in_the_services_order(
     clock, admin_client: Client, make_api, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     by_admin, by_api = online_user(organization, "ada@example.com"), online_user(organization, "grace@example.com")
     api = make_api(organization, "availability:read availability:write events:admin")
     body = {"name": "Work", "timezone": "UTC", "rules": [WORKDAYS]}

@@ -1,4 +1,4 @@
-"""The status rule of CONTRACT §7, as a table of cases."""
+"""The status rule of docs/availability.md "The status shown", as a table of cases."""
 
 import pytest
 from hypothesis import given
@@ -28,7 +28,7 @@ MANUAL_DND = Claim(Status.DO_NOT_DISTURB, "Focus")
         (None, None, True, None, False, Status.AVAILABLE, "default"),
     ],
 )
-def test_the_status_shown(override, manual, online, schedule, idle, expected, decided_by) -> None:  # type: ignore[no-untyped-def]
+def test_the_status_shown(override, manual, online, schedule, idle, expected, decided_by) -> None:
     shown = shown_status(Layers(override=override, manual=manual, online=online, schedule_status=schedule, idle=idle))
 
     assert shown.status == expected
@@ -66,7 +66,7 @@ claims = st.none() | st.builds(Claim, statuses)
 
 
 @given(override=claims, manual=claims, online=st.booleans(), schedule=st.none() | statuses, idle=st.booleans())
-def test_the_rule_is_total_and_respects_the_layers(override, manual, online, schedule, idle) -> None:  # type: ignore[no-untyped-def]
+def test_the_rule_is_total_and_respects_the_layers(override, manual, online, schedule, idle) -> None:
     shown = shown_status(Layers(override=override, manual=manual, online=online, schedule_status=schedule, idle=idle))
 
     assert shown.status in {s.value for s in Status}

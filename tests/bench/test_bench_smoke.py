@@ -28,7 +28,7 @@ TABLES = [
 ]
 
 
-def test_a_quick_bench_run_prints_every_figure_and_loses_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_quick_bench_run_prints_every_figure_and_loses_nothing(tmp_path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ESL_", "DATABASE_URL"))}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900

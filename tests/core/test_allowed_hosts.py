@@ -39,7 +39,7 @@ def test_the_default_is_loopback_and_the_public_url_s_host() -> None:
 
 
 @pytest.mark.django_db
-def test_a_forged_host_is_refused_and_a_served_one_builds_the_links(api: APIClient, organization) -> None:  # type: ignore[no-untyped-def]
+def test_a_forged_host_is_refused_and_a_served_one_builds_the_links(api: APIClient, organization) -> None:
     Person.objects.bulk_create([Person(organization=organization, name=name) for name in ("Ada", "Grace")])
 
     forged = api.get("/api/persons?page_size=1", HTTP_HOST="attacker.example")

@@ -13,7 +13,7 @@ ASSET = re.compile(r'(?:src|href)="([^"]+)"')
 
 
 @pytest.fixture
-def collected_static(settings, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def collected_static(settings, tmp_path: Path) -> Path:
     """The static files as ``make run`` and the Docker image have them: collected, then served by whitenoise."""
     settings.STATIC_ROOT = tmp_path / "static"
     call_command("collectstatic", "--noinput", verbosity=0)

@@ -1,4 +1,4 @@
-"""The operator commands of CONTRACT §9, each printing one JSON object."""
+"""The operator commands of the README ("Operators"), each printing one JSON object."""
 
 import json
 from io import StringIO
@@ -12,12 +12,12 @@ from sapien.core.models import Application, Organization, User
 pytestmark = pytest.mark.django_db
 
 
-def run(*args: str) -> dict:  # type: ignore[type-arg]
+def run(*args: str) -> dict:
     out = StringIO()
     call_command(*args, stdout=out)
     printed = out.getvalue().strip()
     assert "\n" not in printed
-    return json.loads(printed)  # type: ignore[no-any-return]
+    return json.loads(printed)
 
 
 def test_create_organization_prints_id_name_and_tier() -> None:

@@ -15,7 +15,7 @@ from django.core.management.base import SystemCheckError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_check_deploy_refuses_the_public_development_key(settings) -> None:  # type: ignore[no-untyped-def]
+def test_check_deploy_refuses_the_public_development_key(settings) -> None:
     settings.DEBUG = False
     settings.SECRET_KEY = settings.DEVELOPMENT_SECRET_KEY
 
@@ -25,7 +25,7 @@ def test_check_deploy_refuses_the_public_development_key(settings) -> None:  # t
     assert "(sapien.E001) SECRET_KEY is the public development key" in str(refused.value)
 
 
-def test_check_deploy_accepts_a_key_of_your_own(settings) -> None:  # type: ignore[no-untyped-def]
+def test_check_deploy_accepts_a_key_of_your_own(settings) -> None:
     settings.DEBUG = False
     settings.SECRET_KEY = secrets.token_urlsafe(50)
     out, err = StringIO(), StringIO()
@@ -35,7 +35,7 @@ def test_check_deploy_accepts_a_key_of_your_own(settings) -> None:  # type: igno
     assert "sapien.E001" not in out.getvalue() + err.getvalue()
 
 
-def test_a_plain_check_leaves_the_development_key_to_make_run(settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_plain_check_leaves_the_development_key_to_make_run(settings) -> None:
     settings.SECRET_KEY = settings.DEVELOPMENT_SECRET_KEY
     out, err = StringIO(), StringIO()
 

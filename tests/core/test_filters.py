@@ -20,7 +20,7 @@ DATE_FILTERS = [
 
 
 @pytest.fixture
-def subscription(organization) -> Subscription:  # type: ignore[no-untyped-def]
+def subscription(organization) -> Subscription:
     return Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="top-secret-value"
     )
@@ -30,7 +30,7 @@ def subscription(organization) -> Subscription:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(("path", "name"), DATE_FILTERS)
 def test_a_moment_beyond_what_utc_can_show_is_refused(
     api: APIClient, subscription, path: str, name: str, moment: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url = path.format(subscription_id=subscription.id)
 
     response = api.get(f"{url}?{name}={quote(moment)}")
@@ -49,7 +49,7 @@ def test_a_moment_beyond_what_utc_can_show_is_refused(
 @pytest.mark.parametrize(("path", "name"), DATE_FILTERS)
 def test_the_extreme_moments_utc_can_show_are_accepted(
     api: APIClient, subscription, path: str, name: str, moment: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url = path.format(subscription_id=subscription.id)
 
     response = api.get(f"{url}?{name}={quote(moment)}")

@@ -11,7 +11,7 @@ def test_health_is_healthy_when_database_and_broker_answer(client: Client) -> No
 
 
 @pytest.mark.django_db
-def test_health_reports_the_outbox_lag(client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+def test_health_reports_the_outbox_lag(client: Client, organization) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -29,7 +29,7 @@ def test_health_reports_the_outbox_lag(client: Client, organization) -> None:  #
 
 
 @pytest.mark.django_db
-def test_health_is_503_naming_the_broker_when_it_is_down(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_health_is_503_naming_the_broker_when_it_is_down(client: Client, settings) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
 
     response = client.get("/health")
@@ -39,7 +39,7 @@ def test_health_is_503_naming_the_broker_when_it_is_down(client: Client, setting
     assert response.json()["failing"] == ["broker"]
 
 
-def test_schema_and_docs_are_published(client: Client, db) -> None:  # type: ignore[no-untyped-def]
+def test_schema_and_docs_are_published(client: Client, db) -> None:
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
 
     assert schema.status_code == 200

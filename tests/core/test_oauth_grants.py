@@ -1,7 +1,5 @@
-"""Every grant of CONTRACT §2, through the real token endpoint."""
+"""Every grant of docs/api.md "Authentication", through the real token endpoint."""
 
-import base64
-import hashlib
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,11 +8,12 @@ from django.test import Client
 
 from sapien.core.models import Tier
 from sapien.core.services import client_create, organization_create, user_create
+from tests.support.oauth import REDIRECT_URI, authorization_code_client, s256
 
 pytestmark = pytest.mark.django_db
 
 
-def token_request(client: Client, **form: str) -> dict:  # type: ignore[type-arg]
+def token_request(client: Client, **form: str) -> dict:
     response = client.post("/oauth/token", form)
     return {"status": response.status_code, **response.json()}
 
@@ -114,18 +113,8 @@ def test_password_grant_refuses_a_user_of_another_organization(client: Client) -
 
 
 def test_authorization_code_grant_with_pkce(client: Client) -> None:
-    organization = organization_create(name="Acme")
-    user = user_create(organization=organization, email="ada@example.com", password="correct-horse")
-    redirect_uri = "https://app.example.com/callback"
-    created = client_create(
-        organization=organization,
-        name="web",
-        scopes=["availability:read"],
-        grant="authorization-code",
-        redirect_uris=redirect_uri,
-    )
+    user, created = authorization_code_client()
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     client.force_login(user)
 
     approval = client.post(
@@ -133,9 +122,9 @@ def test_authorization_code_grant_with_pkce(client: Client) -> None:
         {
             "client_id": created.application.client_id,
             "response_type": "code",
-            "redirect_uri": redirect_uri,
+            "redirect_uri": REDIRECT_URI,
             "scope": "availability:read",
-            "code_challenge": challenge,
+            "code_challenge": s256(verifier),
             "code_challenge_method": "S256",
             "state": "xyz",
             "allow": "Authorize",
@@ -149,7 +138,7 @@ def test_authorization_code_grant_with_pkce(client: Client) -> None:
         client,
         grant_type="authorization_code",
         code=code,
-        redirect_uri=redirect_uri,
+        redirect_uri=REDIRECT_URI,
         code_verifier=verifier,
         client_id=created.application.client_id,
         client_secret=created.client_secret,
@@ -162,7 +151,7 @@ def test_authorization_code_grant_with_pkce(client: Client) -> None:
         client,
         grant_type="authorization_code",
         code=code,
-        redirect_uri=redirect_uri,
+        redirect_uri=REDIRECT_URI,
         code_verifier="not-the-verifier-" + verifier,
         client_id=created.application.client_id,
         client_secret=created.client_secret,

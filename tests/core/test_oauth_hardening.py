@@ -21,6 +21,7 @@ from oauth2_provider.models import AccessToken, Grant, RefreshToken
 from sapien.core.models import Tier, TokenFailureCount
 from sapien.core.oauth_guard import refused_character
 from sapien.core.services import client_create, organization_create, user_create
+from tests.support.oauth import REDIRECT_URI, authorization_code_client, s256
 
 pytestmark = pytest.mark.django_db
 
@@ -39,11 +40,11 @@ class CountingHasher(MD5PasswordHasher):
 
 
 @pytest.fixture(autouse=True)
-def _limits(settings):  # type: ignore[no-untyped-def]
+def _limits(settings):
     settings.PASSWORD_HASHERS = ["tests.core.test_oauth_hardening.CountingHasher"]
     settings.OAUTH_FAILED_ATTEMPTS_LIMIT = 3
     settings.OAUTH_FAILED_ATTEMPTS_ADDRESS_LIMIT = 100
-    settings.OAUTH_FAILED_ATTEMPTS_WINDOW = WINDOW
+    settings.OAUTH_FAILED_ATTEMPTS_WINDOW_SECONDS = WINDOW
 
 
 def hashes_during(call: Any) -> tuple[Any, int]:
@@ -203,29 +204,11 @@ def test_a_nul_byte_in_a_revocation_request_is_an_invalid_request(client: Client
     }
 
 
-def authorization_client() -> tuple[Any, str]:
-    organization = organization_create(name="Acme")
-    user = user_create(organization=organization, email="ada@example.com", password="correct-horse")
-    redirect_uri = "https://app.example.com/callback"
-    created = client_create(
-        organization=organization,
-        name="web",
-        scopes=["availability:read"],
-        grant="authorization-code",
-        redirect_uris=redirect_uri,
-    )
-    return user, created.application.client_id
-
-
-def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
 def authorize_query(client_id: str, **overrides: str) -> dict[str, str]:
     return {
         "client_id": client_id,
         "response_type": "code",
-        "redirect_uri": "https://app.example.com/callback",
+        "redirect_uri": REDIRECT_URI,
         "scope": "availability:read",
         "code_challenge": s256(secrets.token_urlsafe(48)),
         "code_challenge_method": "S256",
@@ -235,11 +218,11 @@ def authorize_query(client_id: str, **overrides: str) -> dict[str, str]:
 
 
 def test_a_nul_byte_in_the_client_id_at_authorize_is_answered_as_an_unknown_client(client: Client) -> None:
-    user, client_id = authorization_client()
+    user, web = authorization_code_client()
     client.force_login(user)
 
     unknown = client.get("/oauth/authorize", authorize_query("no-such-client"))
-    with_nul = client.get("/oauth/authorize", authorize_query(client_id + "\x00"))
+    with_nul = client.get("/oauth/authorize", authorize_query(web.application.client_id + "\x00"))
 
     assert unknown.status_code == with_nul.status_code == 400
     assert with_nul.context["error"].error == unknown.context["error"].error == "invalid_request"
@@ -250,9 +233,9 @@ def test_a_nul_byte_in_the_client_id_at_authorize_is_answered_as_an_unknown_clie
 
 @pytest.mark.parametrize("field", ["state", "code_challenge", "redirect_uri"])
 def test_a_nul_byte_in_another_authorize_parameter_is_a_fatal_invalid_request(client: Client, field: str) -> None:
-    user, client_id = authorization_client()
+    user, web = authorization_code_client()
     client.force_login(user)
-    query = authorize_query(client_id)
+    query = authorize_query(web.application.client_id)
 
     shown = client.get("/oauth/authorize", {**query, field: query[field] + "\x00"})
     approved = client.post("/oauth/authorize", {**query, field: query[field] + "\x00", "allow": "Authorize"})
@@ -272,9 +255,9 @@ def test_a_nul_byte_in_another_authorize_parameter_is_a_fatal_invalid_request(cl
 
 @pytest.mark.parametrize("method", ["plain", None], ids=["plain", "absent (plain by default)"])
 def test_pkce_plain_is_refused_at_authorize(client: Client, method: str | None) -> None:
-    user, client_id = authorization_client()
+    user, web = authorization_code_client()
     client.force_login(user)
-    query = authorize_query(client_id, code_challenge="a" * 43)
+    query = authorize_query(web.application.client_id, code_challenge="a" * 43)
     if method is None:
         del query["code_challenge_method"]
     else:
@@ -286,7 +269,7 @@ def test_pkce_plain_is_refused_at_authorize(client: Client, method: str | None) 
     for response in (shown, approved):
         assert response.status_code == 302
         location = urlsplit(response["Location"])
-        assert f"{location.scheme}://{location.netloc}{location.path}" == "https://app.example.com/callback"
+        assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
         assert parse_qs(location.query) == {
             "error": ["invalid_request"],
             "error_description": ['The only code_challenge_method accepted is "S256".'],
@@ -296,9 +279,9 @@ def test_pkce_plain_is_refused_at_authorize(client: Client, method: str | None) 
 
 
 def test_pkce_s256_is_accepted_at_authorize(client: Client) -> None:
-    user, client_id = authorization_client()
+    user, web = authorization_code_client()
     client.force_login(user)
-    query = authorize_query(client_id)
+    query = authorize_query(web.application.client_id)
 
     shown = client.get("/oauth/authorize", query)
     approved = client.post("/oauth/authorize", {**query, "allow": "Authorize"})
@@ -419,7 +402,7 @@ def test_past_the_limit_of_wrong_passwords_a_username_is_throttled_but_not_the_c
     assert other_user.status_code == 200  # neither the client nor the address is throttled by one user's guesses
 
 
-def test_past_the_address_limit_every_request_from_that_address_is_throttled(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_past_the_address_limit_every_request_from_that_address_is_throttled(client: Client, settings) -> None:
     settings.OAUTH_FAILED_ATTEMPTS_ADDRESS_LIMIT = 3
     client_id, client_secret = machine_client()
     for guess in range(3):
@@ -493,7 +476,7 @@ def test_the_next_failure_deletes_the_counts_of_ended_windows(client: Client) ->
     assert set(rows) == {(key, 1, NOW + timedelta(seconds=2 * WINDOW)) for key in counted}
 
 
-def test_a_throttled_attempt_is_logged_without_any_credential(client: Client, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_throttled_attempt_is_logged_without_any_credential(client: Client, caplog) -> None:
     client_id, client_secret = first_party_client()
     form = {"grant_type": "password", "client_id": client_id, "client_secret": client_secret}
     for _ in range(3):
@@ -504,9 +487,9 @@ def test_a_throttled_attempt_is_logged_without_any_credential(client: Client, ca
 
     [record] = [r for r in caplog.records if r.name == "sapien.core.oauth_throttle"]
     assert record.getMessage() == "Token request throttled: too many failed attempts by username."
-    assert record.throttled_by == ["username"]  # type: ignore[attr-defined]
-    assert record.client_id == client_id  # type: ignore[attr-defined]
-    assert record.remote_addr == "127.0.0.1"  # type: ignore[attr-defined]
+    assert record.throttled_by == ["username"]
+    assert record.client_id == client_id
+    assert record.remote_addr == "127.0.0.1"
     logged = repr(vars(record))
     for credential in (client_secret, "correct-horse", "guess-one", "ada@example.com"):
         assert credential not in logged
@@ -538,7 +521,7 @@ def test_without_redis_the_counts_live_in_postgresql_where_every_process_sees_th
 
 
 @pytest.fixture
-def redis_cache(settings) -> Any:  # type: ignore[no-untyped-def]
+def redis_cache(settings) -> Any:
     """The default cache in the test run's Redis, under a prefix of its own; a second client of that Redis."""
     url = os.environ.get("ESL_BROKER_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/13"
     prefix = f"oauth-test-{secrets.token_hex(8)}"

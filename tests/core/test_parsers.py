@@ -38,7 +38,7 @@ WRITE_OPERATIONS = write_operations()
 
 
 @pytest.fixture
-def world(organization, make_api) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def world(organization, make_api) -> dict[str, Any]:
     """One of everything a write endpoint can name, and a user token holding every scope."""
     user = User.objects.create_user("ada@example.com", "correct-horse", organization=organization)
     api = make_api(organization, user=user)
@@ -50,6 +50,7 @@ def world(organization, make_api) -> dict[str, Any]:  # type: ignore[no-untyped-
     )
     profile = profile_create(owner=user, name="Work", timezone="UTC", rules=[])
     event = Event.objects.filter(organization=organization).first()
+    assert event is not None
     delivery = Delivery.objects.create(
         organization=organization, event=event, subscription=subscription, status="failed"
     )
@@ -79,7 +80,7 @@ def test_every_write_endpoint_is_in_the_sweep() -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), WRITE_OPERATIONS)
-def test_json_nested_ten_thousand_deep_is_refused_on_every_write_endpoint(world, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_json_nested_ten_thousand_deep_is_refused_on_every_write_endpoint(world, method: str, path: str) -> None:
     before = all_rows()
 
     response = send(world["api"], method, fill(path, world["ids"]), DEEP)
@@ -92,7 +93,7 @@ def test_json_nested_ten_thousand_deep_is_refused_on_every_write_endpoint(world,
     assert all_rows() == before
 
 
-def test_json_nested_too_deep_is_refused_before_authentication(db) -> None:  # type: ignore[no-untyped-def]
+def test_json_nested_too_deep_is_refused_before_authentication(db) -> None:
     response = send(APIClient(), "post", "/api/persons", DEEP)
 
     assert response.status_code == 400
@@ -147,7 +148,7 @@ SURROGATE_BODIES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body"), SURROGATE_BODIES)
-def test_a_lone_surrogate_in_a_json_body_is_refused(world, method: str, path: str, body: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_a_lone_surrogate_in_a_json_body_is_refused(world, method: str, path: str, body: dict[str, Any]) -> None:
     before = all_rows()
 
     response = send(world["api"], method, fill(path, world["ids"]), json.dumps(body))
@@ -168,7 +169,7 @@ def test_a_surrogate_pair_is_one_character_and_is_accepted(api: APIClient) -> No
 
 
 def test_a_body_that_is_not_utf8_is_refused(api: APIClient) -> None:
-    response = api.generic("POST", "/api/persons", b'{"name": "\xed\xa0\x80"}', content_type="application/json")
+    response = api.post("/api/persons", b'{"name": "\xed\xa0\x80"}', content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["error"] == {"code": "malformed_request", "message": "The body is not valid utf-8 text."}

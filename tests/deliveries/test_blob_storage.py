@@ -17,16 +17,16 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def large_event(organization, settings):  # type: ignore[no-untyped-def]
+def large_event(organization, settings):
     settings.ESL_MAX_PAYLOAD_SIZE = 1024
     return record_event(organization_id=organization.id, event_type="person.created", data={"notes": "é" * 4000})
 
 
-def spilled_reference(event) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def spilled_reference(event) -> dict:
     body = json.loads(body_to_send(event))
     assert "data" not in body
     assert list(body) == ["id", "type", "version", "timestamp", "organization_id", "data_ref", "metadata"]
-    return body["data_ref"]  # type: ignore[no-any-return]
+    return body["data_ref"]
 
 
 def fetch(client: Client, uri: str) -> bytes:
@@ -35,7 +35,7 @@ def fetch(client: Client, uri: str) -> bytes:
     return response.content
 
 
-def test_spill_to_the_file_system(large_event, client: Client, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_spill_to_the_file_system(large_event, client: Client, settings, tmp_path) -> None:
     settings.MEDIA_ROOT = tmp_path
 
     reference = spilled_reference(large_event)
@@ -48,15 +48,16 @@ def test_spill_to_the_file_system(large_event, client: Client, settings, tmp_pat
     assert Blob.objects.count() == 1
 
 
-def test_a_small_body_is_sent_inline(organization) -> None:  # type: ignore[no-untyped-def]
+def test_a_small_body_is_sent_inline(organization) -> None:
     event = record_event(organization_id=organization.id, event_type="person.created", data={"name": "Ada"})
+    assert event is not None
 
     assert json.loads(body_to_send(event))["data"] == {"name": "Ada"}
     assert Blob.objects.count() == 0
 
 
 @mock_aws
-def test_spill_to_s3_compatible_storage(large_event, client: Client, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_spill_to_s3_compatible_storage(large_event, client: Client, settings, monkeypatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="sapien-blobs")
@@ -80,7 +81,7 @@ REFUSED_LINK = {"error": {"code": "permission_denied", "message": "This blob lin
 
 
 @pytest.fixture
-def blob_path(large_event, settings, tmp_path) -> str:  # type: ignore[no-untyped-def]
+def blob_path(large_event, settings, tmp_path) -> str:
     """The path of a stored blob's URL, without its query."""
     settings.MEDIA_ROOT = tmp_path
     return urlsplit(spilled_reference(large_event)["uri"]).path
@@ -94,7 +95,7 @@ def blob_path(large_event, settings, tmp_path) -> str:  # type: ignore[no-untype
         "expires=540321009654&signature=%FF%FE",  # not UTF-8 at all
     ],
 )
-def test_a_signature_that_is_not_ascii_is_refused_not_an_error(blob_path, client: Client, query) -> None:  # type: ignore[no-untyped-def]
+def test_a_signature_that_is_not_ascii_is_refused_not_an_error(blob_path, client: Client, query) -> None:
     response = client.get(f"{blob_path}?{query}")
 
     assert response.status_code == 403
@@ -114,14 +115,14 @@ def test_a_signature_that_is_not_ascii_is_refused_not_an_error(blob_path, client
         "9" * 5000,  # past int()'s digit limit
     ],
 )
-def test_an_expires_that_is_not_a_plain_number_is_refused_not_an_error(blob_path, client: Client, expires) -> None:  # type: ignore[no-untyped-def]
+def test_an_expires_that_is_not_a_plain_number_is_refused_not_an_error(blob_path, client: Client, expires) -> None:
     response = client.get(f"{blob_path}?expires={expires}&signature={'0' * 64}")
 
     assert response.status_code == 403
     assert response.json() == REFUSED_LINK
 
 
-def test_a_signed_expiry_in_other_digits_is_refused(blob_path, large_event, client: Client) -> None:  # type: ignore[no-untyped-def]
+def test_a_signed_expiry_in_other_digits_is_refused(blob_path, large_event, client: Client) -> None:
     query = parse_qs(urlsplit(spilled_reference(large_event)["uri"]).query)
     arabic_indic = "".join(chr(0x0660 + int(digit)) for digit in query["expires"][0])
 
@@ -131,5 +132,5 @@ def test_a_signed_expiry_in_other_digits_is_refused(blob_path, large_event, clie
     assert response.json() == REFUSED_LINK
 
 
-def test_a_signature_with_a_lone_surrogate_is_invalid_not_an_error(large_event) -> None:  # type: ignore[no-untyped-def]
+def test_a_signature_with_a_lone_surrogate_is_invalid_not_an_error(large_event) -> None:
     assert is_valid_blob_signature(large_event.id, "540321009654", "\ud800" * 64) is False

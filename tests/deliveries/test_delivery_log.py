@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def log(organization):  # type: ignore[no-untyped-def]
+def log(organization):
     subscription = Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="top-secret-value"
     )
@@ -26,6 +26,7 @@ def log(organization):  # type: ignore[no-untyped-def]
         [("person.created", "succeeded"), ("pet.created", "failed"), ("person.updated", "pending")]
     ):
         event = record_event(organization_id=organization.id, event_type=event_type, data={"n": index})
+        assert event is not None
         delivery = Delivery.objects.create(
             organization=organization, event=event, subscription=subscription, status=status
         )
@@ -38,7 +39,7 @@ def log(organization):  # type: ignore[no-untyped-def]
     return subscription, deliveries
 
 
-def test_newest_first_with_event_and_attempts(api: APIClient, log) -> None:  # type: ignore[no-untyped-def]
+def test_newest_first_with_event_and_attempts(api: APIClient, log) -> None:
     subscription, deliveries = log
 
     page = api.get(f"/api/v1/subscriptions/{subscription.id}/deliveries").json()
@@ -56,7 +57,7 @@ def test_newest_first_with_event_and_attempts(api: APIClient, log) -> None:  # t
     assert "top-secret-value" not in str(page)
 
 
-def test_filters(api: APIClient, log) -> None:  # type: ignore[no-untyped-def]
+def test_filters(api: APIClient, log) -> None:
     subscription, deliveries = log
     url = f"/api/v1/subscriptions/{subscription.id}/deliveries"
 
@@ -68,7 +69,7 @@ def test_filters(api: APIClient, log) -> None:  # type: ignore[no-untyped-def]
     assert api.get(url, {"status": "exploded"}).status_code == 400
 
 
-def test_one_delivery(api: APIClient, log) -> None:  # type: ignore[no-untyped-def]
+def test_one_delivery(api: APIClient, log) -> None:
     subscription, deliveries = log
 
     detail = api.get(f"/api/v1/subscriptions/{subscription.id}/deliveries/{deliveries[1].id}").json()
@@ -77,7 +78,7 @@ def test_one_delivery(api: APIClient, log) -> None:  # type: ignore[no-untyped-d
     assert len(detail["attempts"]) == 1
 
 
-def test_redeliver_resets_the_chain(api: APIClient, log) -> None:  # type: ignore[no-untyped-def]
+def test_redeliver_resets_the_chain(api: APIClient, log) -> None:
     subscription, deliveries = log
 
     answer = api.post(f"/api/v1/subscriptions/{subscription.id}/deliveries/{deliveries[1].id}/redeliver")
@@ -89,7 +90,7 @@ def test_redeliver_resets_the_chain(api: APIClient, log) -> None:  # type: ignor
     assert delivery.next_attempt_at is not None
 
 
-def test_reading_the_log_needs_events_read(organization, make_api, log) -> None:  # type: ignore[no-untyped-def]
+def test_reading_the_log_needs_events_read(organization, make_api, log) -> None:
     subscription, _ = log
 
     assert (
@@ -100,9 +101,10 @@ def test_reading_the_log_needs_events_read(organization, make_api, log) -> None:
     )
 
 
-def test_an_expired_or_tampered_blob_link_is_refused(organization, client: Client, tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_expired_or_tampered_blob_link_is_refused(organization, client: Client, tmp_path, settings) -> None:
     settings.MEDIA_ROOT = tmp_path
     event = record_event(organization_id=organization.id, event_type="person.created", data={})
+    assert event is not None
     (tmp_path / "b.json").write_bytes(b"{}")
     blob = Blob.objects.create(
         event=event, organization=organization, path="b.json", size_bytes=2, checksum="sha256:x",
@@ -113,19 +115,19 @@ def test_an_expired_or_tampered_blob_link_is_refused(organization, client: Clien
 
     assert (
         client.get(
-            f"/api/v1/blobs/{blob.id}", {"expires": future, "signature": blob_signature(blob.id, future)}
+            f"/api/v1/blobs/{blob.id}", {"expires": str(future), "signature": blob_signature(blob.id, future)}
         ).status_code
         == 200
     )
     assert (
         client.get(
-            f"/api/v1/blobs/{blob.id}", {"expires": past, "signature": blob_signature(blob.id, past)}
+            f"/api/v1/blobs/{blob.id}", {"expires": str(past), "signature": blob_signature(blob.id, past)}
         ).status_code
         == 403
     )
     assert (
         client.get(
-            f"/api/v1/blobs/{blob.id}", {"expires": future + 1, "signature": blob_signature(blob.id, future)}
+            f"/api/v1/blobs/{blob.id}", {"expires": str(future + 1), "signature": blob_signature(blob.id, future)}
         ).status_code
         == 403
     )

@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from deliveries import dispatch, transport
@@ -16,14 +17,14 @@ from tests.support.receiver import ReceivedRequest, Receiver, Reply
 
 
 @pytest.fixture
-def loopback_callbacks(e2e_settings):  # type: ignore[no-untyped-def]
+def loopback_callbacks(e2e_settings):
     transport._session.reset()  # the pooled session is built for the current setting
     yield e2e_settings
     transport._session.reset()
 
 
 @pytest.mark.django_db(transaction=True)  # now() must move on, and stragglers are recorded on their own connection
-def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization, loopback_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization, loopback_callbacks) -> None:
     """The slow receiver answers only once the second event reached the fast one: if the first task waited
     for it (or the worker were held until it answered), the second event could not be sent before its 10 s."""
     second_reached_fast = threading.Event()
@@ -43,17 +44,19 @@ def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization
             Subscription.objects.create(
                 organization=organization, callback_url=f"{receiver.url}{path}", events=["person.*"], secret="s" * 20
             )
-        record_event(organization_id=organization.id, event_type="person.created", data={})
-        second = record_event(organization_id=organization.id, event_type="person.updated", data={})
+        with transaction.atomic():
+            record_event(organization_id=organization.id, event_type="person.created", data={})
+            second = record_event(organization_id=organization.id, event_type="person.updated", data={})
+        assert second is not None
         second_event_id.append(str(second.id))
         relay_pending(batch_size=100)
         due_later = timezone.now() + timedelta(seconds=0.5)
         Delivery.objects.filter(event_id=second.id).update(next_attempt_at=due_later)
 
-        first = dispatch.deliver_due(batch_size=50, max_seconds=30)  # returns with the slow send in flight
+        first = dispatch.send_due_deliveries(batch_size=50, max_seconds=30)  # returns with the slow send in flight
         while timezone.now() < due_later:
             time.sleep(0.05)
-        second_run = dispatch.deliver_due(batch_size=50, max_seconds=30)  # the next wake-up
+        second_run = dispatch.send_due_deliveries(batch_size=50, max_seconds=30)  # the next wake-up
         deadline = time.monotonic() + 10
         while Delivery.objects.filter(status=DeliveryStatus.PENDING).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -67,7 +70,7 @@ def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization
 
 
 @pytest.mark.django_db(transaction=True)  # the straggler recorder records on a connection of its own
-def test_a_task_leaves_a_slow_send_to_the_straggler_recorder_and_its_outcome_is_still_recorded(  # type: ignore[no-untyped-def]
+def test_a_task_leaves_a_slow_send_to_the_straggler_recorder_and_its_outcome_is_still_recorded(
     organization, loopback_callbacks, monkeypatch
 ) -> None:
     monkeypatch.setattr(dispatch, "STRAGGLER_SECONDS", 0.2)
@@ -77,10 +80,11 @@ def test_a_task_leaves_a_slow_send_to_the_straggler_recorder_and_its_outcome_is_
         Subscription.objects.create(
             organization=organization, callback_url=f"{receiver.url}/slow", events=["person.*"], secret="s" * 20
         )
-        record_event(organization_id=organization.id, event_type="person.created", data={})
+        with transaction.atomic():
+            record_event(organization_id=organization.id, event_type="person.created", data={})
         relay_pending(batch_size=100)
 
-        run = dispatch.deliver_due(batch_size=50, max_seconds=30)  # returns while the receiver still waits
+        run = dispatch.send_due_deliveries(batch_size=50, max_seconds=30)  # returns while the receiver still waits
 
         delivery = Delivery.objects.get()
         assert run.handled == 1 and not run.time_up and not answer.is_set()

@@ -27,17 +27,17 @@ from standardwebhooks.webhooks import Webhook
 
 from availability.events import user_availability_update
 from availability.models import UserAvailability
-from deliveries import dispatch, transport
+from deliveries import transport
 from deliveries.claims import ClaimedSubscription
 from deliveries.models import Blob, DeliveryStatus
 from deliveries.payload import MIN_PAYLOAD_SIZE
+from sapien.core.context import current_context, overriding
 from sapien.core.models import Organization, User
 from sapien.entities.models import Pet, Toy
-from sapien.events.context import current_context, overriding
 from sapien.events.envelope import build_envelope, isoformat_z, to_json
 from sapien.events.models import Event
 from sapien.events.outbox import record_event, record_prebuilt_event
-from tests.support.claimed import claimed_delivery, claimed_event
+from tests.support.claimed import claimed_delivery, claimed_event, send_claimed
 from tests.support.receiver import ReceivedRequest, Receiver
 
 pytestmark = pytest.mark.django_db
@@ -55,13 +55,13 @@ SEED_000 = Draft7Validator(
 
 
 @pytest.fixture(autouse=True)
-def blob_root(settings, tmp_path):  # type: ignore[no-untyped-def]
+def blob_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     return tmp_path
 
 
 @pytest.fixture
-def receiver(e2e_settings):  # type: ignore[no-untyped-def]
+def receiver(e2e_settings):
     transport._session.reset()  # the pooled session is built for the private-callbacks setting
     receiver = Receiver()
     yield receiver
@@ -75,12 +75,12 @@ def only_event(event_type: str) -> Event:
 
 
 def send(receiver: Receiver, event: Event) -> ReceivedRequest:
-    """Sends ``event`` as a worker does (``dispatch.send_batch``) and returns what the receiver got."""
+    """Sends ``event`` as a worker does (``tests.support.claimed.send_claimed``) and returns what the receiver got."""
     subscription = ClaimedSubscription(id=uuid.uuid4(), callback_url=receiver.url, secret=SECRET, active=True)
     claimed = claimed_delivery(claimed_event(event), subscription)
     before = len(receiver.requests)
 
-    (outcome,) = dispatch.send_batch([claimed])
+    (outcome,) = send_claimed([claimed])
 
     assert outcome.status == DeliveryStatus.SUCCEEDED
     return receiver.wait_for(before + 1)[before]
@@ -135,7 +135,7 @@ def make_person(api: APIClient, **fields: Any) -> dict[str, Any]:
 # --- persons: 300 KB of notes against the default limit ----------------------------------
 
 
-def test_a_person_updated_from_and_to_300_kb_notes_is_sent_with_data_and_changes_spilled(  # type: ignore[no-untyped-def]
+def test_a_person_updated_from_and_to_300_kb_notes_is_sent_with_data_and_changes_spilled(
     api: APIClient, receiver: Receiver
 ) -> None:
     person = make_person(api, notes=NOTES)
@@ -155,7 +155,7 @@ def test_a_person_updated_from_and_to_300_kb_notes_is_sent_with_data_and_changes
     assert blob_parts(event) == ["changes", "data"]
 
 
-def test_a_person_created_with_300_kb_notes_is_sent_with_data_ref(api: APIClient, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_a_person_created_with_300_kb_notes_is_sent_with_data_ref(api: APIClient, receiver: Receiver) -> None:
     person = make_person(api, notes=NOTES)
 
     body = received(receiver, only_event("person.created"))
@@ -165,7 +165,7 @@ def test_a_person_created_with_300_kb_notes_is_sent_with_data_ref(api: APIClient
     assert blob_parts(only_event("person.created")) == ["data"]
 
 
-def test_a_person_deleted_with_300_kb_notes_is_sent_with_data_ref(api: APIClient, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_a_person_deleted_with_300_kb_notes_is_sent_with_data_ref(api: APIClient, receiver: Receiver) -> None:
     person = make_person(api, notes=NOTES)
 
     assert api.delete(f"/api/persons/{person['id']}").status_code == 204
@@ -177,7 +177,7 @@ def test_a_person_deleted_with_300_kb_notes_is_sent_with_data_ref(api: APIClient
     assert blob_parts(event) == ["data"]
 
 
-def test_changes_that_fit_once_data_is_spilled_stay_inline(api: APIClient, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_changes_that_fit_once_data_is_spilled_stay_inline(api: APIClient, receiver: Receiver) -> None:
     person = make_person(api, notes=NOTES)
 
     api.patch(f"/api/persons/{person['id']}", {"name": "Bigger"}, format="json")
@@ -190,7 +190,7 @@ def test_changes_that_fit_once_data_is_spilled_stay_inline(api: APIClient, recei
     assert blob_parts(event) == ["data"]
 
 
-def test_large_changes_of_a_now_small_person_are_spilled_too(api: APIClient, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_large_changes_of_a_now_small_person_are_spilled_too(api: APIClient, receiver: Receiver) -> None:
     person = make_person(api, attributes={"history": NOTES})
 
     api.patch(f"/api/persons/{person['id']}", {"attributes": {}}, format="json")
@@ -205,7 +205,7 @@ def test_large_changes_of_a_now_small_person_are_spilled_too(api: APIClient, rec
 # --- pets: large only through their toys -------------------------------------------------
 
 
-def test_a_pet_with_many_toys_is_sent_with_data_ref_when_updated_and_deleted(  # type: ignore[no-untyped-def]
+def test_a_pet_with_many_toys_is_sent_with_data_ref_when_updated_and_deleted(
     api: APIClient, receiver: Receiver, organization: Organization, settings
 ) -> None:
     settings.ESL_MAX_PAYLOAD_SIZE = MIN_PAYLOAD_SIZE
@@ -230,7 +230,7 @@ def test_a_pet_with_many_toys_is_sent_with_data_ref_when_updated_and_deleted(  #
 # --- availability profiles: at most 50 rules, so small; spilled all the same past a lower limit ------
 
 
-def make_profile_api(make_api, organization: Organization) -> tuple[APIClient, User]:  # type: ignore[no-untyped-def]
+def make_profile_api(make_api, organization: Organization) -> tuple[APIClient, User]:
     user = User.objects.create_user("ada@example.com", "correct-horse", organization=organization)
     return make_api(organization), user
 
@@ -240,7 +240,7 @@ LARGEST_RULES = [
 ] * 50
 
 
-def test_the_largest_profile_the_api_accepts_is_under_8_kb_and_sent_inline_at_the_floor(  # type: ignore[no-untyped-def]
+def test_the_largest_profile_the_api_accepts_is_under_8_kb_and_sent_inline_at_the_floor(
     make_api, organization: Organization, receiver: Receiver, settings
 ) -> None:
     settings.ESL_MAX_PAYLOAD_SIZE = MIN_PAYLOAD_SIZE
@@ -262,7 +262,7 @@ def test_the_largest_profile_the_api_accepts_is_under_8_kb_and_sent_inline_at_th
     assert Blob.objects.count() == 0
 
 
-def test_profile_events_past_a_lower_limit_are_sent_with_data_ref(  # type: ignore[no-untyped-def]
+def test_profile_events_past_a_lower_limit_are_sent_with_data_ref(
     make_api, organization: Organization, receiver: Receiver, settings
 ) -> None:
     settings.ESL_MAX_PAYLOAD_SIZE = 4096
@@ -286,7 +286,7 @@ def test_profile_events_past_a_lower_limit_are_sent_with_data_ref(  # type: igno
 # --- the last resort: the whole event in a blob ------------------------------------------
 
 
-def test_a_large_field_outside_data_and_changes_spills_the_whole_event(  # type: ignore[no-untyped-def]
+def test_a_large_field_outside_data_and_changes_spills_the_whole_event(
     organization: Organization, receiver: Receiver
 ) -> None:
     event_id = uuid.uuid4()
@@ -312,7 +312,7 @@ def test_a_large_field_outside_data_and_changes_spills_the_whole_event(  # type:
     assert blob_parts(event) == ["changes", "data", "event"]
 
 
-def test_metadata_too_large_for_the_small_envelope_is_left_to_the_event_blob(  # type: ignore[no-untyped-def]
+def test_metadata_too_large_for_the_small_envelope_is_left_to_the_event_blob(
     organization: Organization, receiver: Receiver
 ) -> None:
     with overriding(triggered_by="u" * 300_000, source="api"):
@@ -328,7 +328,7 @@ def test_metadata_too_large_for_the_small_envelope_is_left_to_the_event_blob(  #
 # --- the boundary, retries, and the bounded seed 000 event --------------------------------
 
 
-def test_a_body_of_exactly_the_limit_is_sent_inline_and_one_byte_more_is_spilled(  # type: ignore[no-untyped-def]
+def test_a_body_of_exactly_the_limit_is_sent_inline_and_one_byte_more_is_spilled(
     organization: Organization, receiver: Receiver, settings
 ) -> None:
     event = record_event(organization_id=organization.id, event_type="person.created", data={"notes": "é" * 9000})
@@ -345,7 +345,7 @@ def test_a_body_of_exactly_the_limit_is_sent_inline_and_one_byte_more_is_spilled
     assert_spilled(spilled["data_ref"], event, "data")
 
 
-def test_every_attempt_sends_the_same_refs_to_blobs_written_once(api: APIClient, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_every_attempt_sends_the_same_refs_to_blobs_written_once(api: APIClient, receiver: Receiver) -> None:
     person = make_person(api, notes=NOTES)
     api.patch(f"/api/persons/{person['id']}", {"notes": OTHER_NOTES}, format="json")
     event = only_event("person.updated")
@@ -356,7 +356,7 @@ def test_every_attempt_sends_the_same_refs_to_blobs_written_once(api: APIClient,
     assert Blob.objects.filter(event=event).count() == 2
 
 
-def test_the_largest_user_availability_update_is_under_8_kb_and_sent_as_is(  # type: ignore[no-untyped-def]
+def test_the_largest_user_availability_update_is_under_8_kb_and_sent_as_is(
     organization: Organization, receiver: Receiver, settings
 ) -> None:
     settings.ESL_MAX_PAYLOAD_SIZE = MIN_PAYLOAD_SIZE

@@ -17,7 +17,7 @@ from sapien.core.tiers import limits_for
 
 
 @pytest.fixture(autouse=True)
-def _retry_settings(settings):  # type: ignore[no-untyped-def]
+def _retry_settings(settings):
     settings.ESL_RETRY_DELAY_MS = 1000
     settings.ESL_RETRY_MAX_DELAY_MS = 3_600_000
     settings.ESL_RETRY_ATTEMPTS = 5
@@ -32,13 +32,13 @@ def test_backoff_doubles_from_the_base_delay_with_twenty_percent_jitter(attempt:
     assert max(delays) - min(delays) > base * 0.2  # it really jitters
 
 
-def test_backoff_is_capped(settings) -> None:  # type: ignore[no-untyped-def]
+def test_backoff_is_capped(settings) -> None:
     settings.ESL_RETRY_MAX_DELAY_MS = 5000
 
     assert retry.backoff_seconds(20) == 5.0
 
 
-def test_retry_after_is_honoured_within_the_cap(settings) -> None:  # type: ignore[no-untyped-def]
+def test_retry_after_is_honoured_within_the_cap(settings) -> None:
     assert retry.backoff_seconds(1, retry_after=120) == 120
     settings.ESL_RETRY_MAX_DELAY_MS = 60_000
     assert retry.backoff_seconds(1, retry_after=120) == 60
@@ -71,7 +71,7 @@ def test_retry_budgets_by_tier(tier: str, budget: int) -> None:
     assert limits_for(tier).retry_budget == budget
 
 
-def test_the_standard_budget_follows_esl_retry_attempts(settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_standard_budget_follows_esl_retry_attempts(settings) -> None:
     settings.ESL_RETRY_ATTEMPTS = 7
 
     assert limits_for("standard").retry_budget == 7

@@ -11,12 +11,12 @@ from django.utils import timezone
 from deliveries import dispatch, outbound, retry, transport
 from deliveries.claims import ClaimedDelivery, ClaimedEvent, ClaimedSubscription
 from deliveries.models import DeliveryStatus
-from tests.support.claimed import claimed_delivery
+from tests.support.claimed import claimed_delivery, send_claimed
 from tests.support.receiver import Receiver
 
 
 @pytest.fixture
-def private_callbacks_off(settings):  # type: ignore[no-untyped-def]
+def private_callbacks_off(settings):
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = False
     transport._session.reset()  # the pooled session is built for the current setting
     yield settings
@@ -30,10 +30,10 @@ def claimed(url: str) -> ClaimedDelivery:
     return claimed_delivery(event, ClaimedSubscription(id=uuid.uuid4(), callback_url=url, secret="s" * 20, active=True))
 
 
-def test_an_internal_callback_is_refused_at_send_time_without_a_request(private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_an_internal_callback_is_refused_at_send_time_without_a_request(private_callbacks_off) -> None:
     receiver = Receiver()
     try:
-        (outcome,) = dispatch.send_batch([claimed(receiver.url)])
+        (outcome,) = send_claimed([claimed(receiver.url)])
     finally:
         receiver.close()
 
@@ -44,13 +44,13 @@ def test_an_internal_callback_is_refused_at_send_time_without_a_request(private_
 
 
 @pytest.fixture
-def no_connection_is_opened(monkeypatch):  # type: ignore[no-untyped-def]
+def no_connection_is_opened(monkeypatch):
     """Replaces urllib3's socket opening: any address it is handed is recorded, and nothing is connected."""
     import urllib3.util.connection
 
     opened: list[tuple[str, int]] = []
 
-    def refuse_to_connect(address, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def refuse_to_connect(address, *args, **kwargs):
         opened.append(address)
         raise OSError("the test opens no connection")
 
@@ -58,7 +58,7 @@ def no_connection_is_opened(monkeypatch):  # type: ignore[no-untyped-def]
     return opened
 
 
-def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connect(  # type: ignore[no-untyped-def]
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connect(
     private_callbacks_off, no_connection_is_opened
 ) -> None:
     """The URL passed the pre-send check; when the send connects, its name answers 127.0.0.1."""
@@ -84,7 +84,7 @@ IPV6_SPELLINGS_OF_INTERNAL_IPV4 = [
 
 
 @pytest.mark.parametrize("host", IPV6_SPELLINGS_OF_INTERNAL_IPV4)
-def test_the_connect_time_guard_refuses_every_spelling_of_an_internal_address(  # type: ignore[no-untyped-def]
+def test_the_connect_time_guard_refuses_every_spelling_of_an_internal_address(
     host: str, private_callbacks_off, no_connection_is_opened
 ) -> None:
     result = transport.post(transport.DeliveryRequest(url=f"https://{host}:8443/hooks", body=b"{}", headers={}))
@@ -98,10 +98,10 @@ def test_the_connect_time_guard_refuses_every_spelling_of_an_internal_address(  
 @pytest.mark.parametrize(
     "url", [*(f"https://{host}/hooks" for host in IPV6_SPELLINGS_OF_INTERNAL_IPV4), "https://93.184.215.14:99999/x"]
 )
-def test_a_stored_unsafe_callback_is_refused_before_sending(  # type: ignore[no-untyped-def]
+def test_a_stored_unsafe_callback_is_refused_before_sending(
     url: str, private_callbacks_off, no_connection_is_opened
 ) -> None:
-    (outcome,) = dispatch.send_batch([claimed(url)])
+    (outcome,) = send_claimed([claimed(url)])
 
     assert outcome.result is None
     assert outcome.status == DeliveryStatus.FAILED

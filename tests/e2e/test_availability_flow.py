@@ -13,7 +13,7 @@ from tests.support.receiver import Receiver
 pytestmark = pytest.mark.e2e
 
 
-def test_a_status_change_arrives_as_both_event_types(platform, receiver: Receiver, make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_status_change_arrives_as_both_event_types(platform, receiver: Receiver, make_organization, make_api) -> None:
     organization = make_organization()
     admin = make_api(organization)
     subscribe(admin, receiver.url, ["availability.changed", "user.availability.update", "presence.*"])
@@ -25,7 +25,7 @@ def test_a_status_change_arrives_as_both_event_types(platform, receiver: Receive
         == 200
     )
 
-    def busy(request) -> bool:  # type: ignore[no-untyped-def]
+    def busy(request) -> bool:
         body = json.loads(request.body)
         return "busy" in (
             body.get("data", {}).get("availability", {}).get("status"),

@@ -32,7 +32,7 @@ def blob_content(reference: dict[str, Any]) -> bytes:
     return content
 
 
-def test_a_person_patched_from_and_to_300_kb_notes_arrives_under_the_limit_with_both_parts_in_blobs(  # type: ignore[no-untyped-def]
+def test_a_person_patched_from_and_to_300_kb_notes_arrives_under_the_limit_with_both_parts_in_blobs(
     platform, receiver: Receiver, make_organization, make_api
 ) -> None:
     api: APIClient = make_api(make_organization())

@@ -20,15 +20,15 @@ pytestmark = pytest.mark.e2e
 SECRET = "a-subscriber-secret-of-some-length"
 
 
-def subscribe(api: APIClient, url: str, events: list[str], secret: str = SECRET) -> dict:  # type: ignore[type-arg]
+def subscribe(api: APIClient, url: str, events: list[str], secret: str = SECRET) -> dict:
     response = api.post(
         "/api/v1/subscriptions", {"callback_url": url, "events": events, "secret": secret}, format="json"
     )
     assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
-def test_a_created_person_arrives_signed_both_ways(platform, receiver: Receiver, make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_created_person_arrives_signed_both_ways(platform, receiver: Receiver, make_organization, make_api) -> None:
     api = make_api(make_organization())
     subscription = subscribe(api, receiver.url, ["person.*"])
 
@@ -64,7 +64,7 @@ def test_a_created_person_arrives_signed_both_ways(platform, receiver: Receiver,
 
 def test_a_free_tier_subscription_gets_exactly_four_attempts_then_failed(
     platform_factory, receiver: Receiver, make_organization, make_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     platform_factory(ESL_RETRY_DELAY_MS=100).start_all()
     receiver.responder = always(500, body=b"receiver is broken")
     api = make_api(make_organization(tier=Tier.FREE))
@@ -86,7 +86,7 @@ def test_a_free_tier_subscription_gets_exactly_four_attempts_then_failed(
 
 def test_a_large_payload_is_spilled_to_a_signed_blob(
     platform, receiver: Receiver, make_organization, make_api, e2e_settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     api = make_api(make_organization())
     subscribe(api, receiver.url, ["person.created"])
     notes = "x" * 300_000
@@ -110,7 +110,7 @@ def test_a_large_payload_is_spilled_to_a_signed_blob(
     assert requests_get_via_django(tampered).status_code == 403
 
 
-def requests_get_via_django(uri: str):  # type: ignore[no-untyped-def]
+def requests_get_via_django(uri: str):
     """Fetches a signed blob URL through the in-process test client, without any token."""
     from django.test import Client
 
@@ -118,7 +118,7 @@ def requests_get_via_django(uri: str):  # type: ignore[no-untyped-def]
     return Client().get("/" + path)
 
 
-def test_another_organization_receives_none_of_it(platform, make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_another_organization_receives_none_of_it(platform, make_organization, make_api) -> None:
     mine_receiver, their_receiver = Receiver(), Receiver()
     try:
         mine, theirs = make_api(make_organization("Mine")), make_api(make_organization("Theirs"))
@@ -139,7 +139,7 @@ def test_another_organization_receives_none_of_it(platform, make_organization, m
         their_receiver.close()
 
 
-def test_ping_reaches_only_the_tested_subscription(platform, receiver: Receiver, make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_ping_reaches_only_the_tested_subscription(platform, receiver: Receiver, make_organization, make_api) -> None:
     other = Receiver()
     try:
         api = make_api(make_organization())
@@ -158,7 +158,7 @@ def test_ping_reaches_only_the_tested_subscription(platform, receiver: Receiver,
         other.close()
 
 
-def test_a_410_deactivates_the_subscription(platform, receiver: Receiver, make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_410_deactivates_the_subscription(platform, receiver: Receiver, make_organization, make_api) -> None:
     receiver.responder = always(410)
     api = make_api(make_organization())
     subscription = subscribe(api, receiver.url, ["person.created"])
@@ -178,7 +178,7 @@ def test_a_410_deactivates_the_subscription(platform, receiver: Receiver, make_o
     assert len(receiver.requests) == 1
 
 
-def test_redeliver_starts_a_new_chain(platform, receiver: Receiver, make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_redeliver_starts_a_new_chain(platform, receiver: Receiver, make_organization, make_api) -> None:
     api = make_api(make_organization())
     subscription = subscribe(api, receiver.url, ["person.created"])
     api.post("/api/persons", {"name": "Ada"}, format="json")

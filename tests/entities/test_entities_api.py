@@ -83,7 +83,7 @@ def test_notes_over_one_mebibyte_are_refused(api: APIClient) -> None:
         ({"name": {"first": "Ada"}}, "name"),
     ],
 )
-def test_invalid_fields_get_the_error_shape_and_change_nothing(api: APIClient, body: dict, field: str) -> None:  # type: ignore[type-arg]
+def test_invalid_fields_get_the_error_shape_and_change_nothing(api: APIClient, body: dict, field: str) -> None:
     response = api.post("/api/persons", body, format="json")
 
     assert response.status_code == 400
@@ -117,7 +117,7 @@ def test_unknown_and_malformed_ids_are_404(api: APIClient) -> None:
     assert api.get("/api/persons/not-a-uuid").json()["error"]["code"] == "not_found"
 
 
-def test_a_pet_cannot_name_another_organizations_person_as_owner(make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_pet_cannot_name_another_organizations_person_as_owner(make_organization, make_api) -> None:
     mine, theirs = make_api(make_organization("Mine")), make_api(make_organization("Theirs"))
     their_person = theirs.post("/api/persons", {"name": "Theirs"}, format="json").json()
 
@@ -144,7 +144,7 @@ def test_a_bad_token_is_401() -> None:
     assert client.get("/api/persons").status_code == 401
 
 
-def test_read_scope_cannot_write_and_write_needs_its_scope(organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_read_scope_cannot_write_and_write_needs_its_scope(organization, make_api) -> None:
     reader = make_api(organization, scopes="entities:read")
     no_entities = make_api(organization, scopes="events:read")
 
@@ -164,7 +164,7 @@ ENTITY_BODIES = {
 
 
 @pytest.mark.parametrize("kind", ["persons", "pets", "toys"])
-def test_another_organizations_entity_is_a_404_for_every_method(make_organization, make_api, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_another_organizations_entity_is_a_404_for_every_method(make_organization, make_api, kind: str) -> None:
     owner, stranger = make_api(make_organization("Owner")), make_api(make_organization("Stranger"))
     entity = owner.post(f"/api/{kind}", ENTITY_BODIES[kind], format="json").json()
     path = f"/api/{kind}/{entity['id']}"
@@ -188,7 +188,7 @@ def test_deleting_a_person_deletes_their_pets_and_toys(api: APIClient) -> None:
     assert Toy.objects.count() == 0
 
 
-def test_creating_a_person_costs_three_queries(api: APIClient, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_creating_a_person_costs_three_queries(api: APIClient, django_assert_num_queries) -> None:
     """Token with its organization, the insert, the outbox insert.
 
     Plus the savepoint pair that the test's own transaction turns the request's transaction into; the

@@ -6,19 +6,19 @@ import pytest
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from sapien.core.context import bind_context, clear_context
 from sapien.entities.models import Person
-from sapien.events.context import bind_context, clear_context
 from sapien.events.models import Event
 
 pytestmark = pytest.mark.django_db
 
 
-def only_event() -> dict:  # type: ignore[type-arg]
+def only_event() -> dict:
     (event,) = Event.objects.all()
-    return json.loads(event.body)  # type: ignore[no-any-return]
+    return json.loads(event.body)
 
 
-def test_creating_a_person_records_the_envelope_of_seed_001(api: APIClient, organization) -> None:  # type: ignore[no-untyped-def]
+def test_creating_a_person_records_the_envelope_of_seed_001(api: APIClient, organization) -> None:
     person = api.post("/api/persons", {"name": "Ada"}, format="json", HTTP_X_REQUEST_ID="req-42").json()
 
     body = only_event()
@@ -72,7 +72,7 @@ def test_deleting_a_person_records_their_pets_deletions_and_their_own_with_pets(
     assert bodies["person.deleted"]["data"]["pets"][0]["name"] == "Buddy"
 
 
-def test_a_rolled_back_change_leaves_no_event(organization) -> None:  # type: ignore[no-untyped-def]
+def test_a_rolled_back_change_leaves_no_event(organization) -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
         Person.objects.create(organization=organization, name="Ghost")
         assert Event.objects.count() == 1  # recorded inside the transaction…
@@ -82,15 +82,15 @@ def test_a_rolled_back_change_leaves_no_event(organization) -> None:  # type: ig
     assert Event.objects.count() == 0  # …and gone with it
 
 
-def test_a_failing_api_write_leaves_no_event(api: APIClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_api_write_leaves_no_event(api: APIClient, monkeypatch) -> None:
     from sapien.entities import signals
 
-    def explode(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def explode(*args, **kwargs):
         raise RuntimeError("boom after the outbox insert")
 
     original = signals.record_entity_event
 
-    def record_then_fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def record_then_fail(*args, **kwargs):
         original(*args, **kwargs)
         explode()
 
@@ -105,7 +105,7 @@ def test_a_failing_api_write_leaves_no_event(api: APIClient, monkeypatch) -> Non
     assert Event.objects.count() == 0
 
 
-def test_shell_changes_are_recorded_with_source_system(organization) -> None:  # type: ignore[no-untyped-def]
+def test_shell_changes_are_recorded_with_source_system(organization) -> None:
     clear_context()
 
     Person.objects.create(organization=organization, name="From the shell")
@@ -113,7 +113,7 @@ def test_shell_changes_are_recorded_with_source_system(organization) -> None:  #
     assert only_event()["metadata"]["source"] == "system"
 
 
-def test_admin_changes_name_the_operator(admin_client, organization, admin_user) -> None:  # type: ignore[no-untyped-def]
+def test_admin_changes_name_the_operator(admin_client, organization, admin_user) -> None:
     response = admin_client.post(
         "/admin/entities/person/add/",
         {"organization": organization.id, "name": "Via admin", "status": "active", "attributes": "{}"},
@@ -125,7 +125,7 @@ def test_admin_changes_name_the_operator(admin_client, organization, admin_user)
     assert metadata["triggered_by"] == str(admin_user.pk)
 
 
-def test_nothing_is_recorded_when_esl_is_disabled(api: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_is_recorded_when_esl_is_disabled(api: APIClient, settings) -> None:
     settings.ESL_ENABLED = False
 
     api.post("/api/persons", {"name": "Ada"}, format="json")
@@ -144,7 +144,7 @@ def test_pet_and_toy_events(api: APIClient) -> None:
     assert types == ["pet.created", "toy.created", "toy.updated", "toy.deleted"]
 
 
-def test_bound_context_is_used_for_metadata(organization) -> None:  # type: ignore[no-untyped-def]
+def test_bound_context_is_used_for_metadata(organization) -> None:
     bind_context(correlation_id="job-7", triggered_by="scheduler", source="schedule")
     try:
         Person.objects.create(organization=organization, name="Scheduled")

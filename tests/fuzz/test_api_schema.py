@@ -44,7 +44,7 @@ else:
 def published_schema() -> dict[str, Any]:
     """The schema /api/schema/ serves, generated without a request (no database at collection time)."""
     generated = SchemaGenerator().get_schema(request=None, public=True)
-    return json.loads(OpenApiJsonRenderer().render(generated))  # type: ignore[no-any-return]
+    return json.loads(OpenApiJsonRenderer().render(generated))
 
 
 # A public IP literal needs no DNS lookup, so the callback URL check passes on loopback-only machines.
@@ -87,7 +87,7 @@ schema.app = application
 
 
 @pytest.fixture(autouse=True)
-def _one_connection_for_the_test(db):  # type: ignore[no-untyped-def]
+def _one_connection_for_the_test(db):
     """As Django's test client does: keep the test's connection (and transaction) across requests."""
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
@@ -97,7 +97,7 @@ def _one_connection_for_the_test(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def auth_headers(make_organization, make_token) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def auth_headers(make_organization, make_token) -> dict[str, str]:
     """A user token with every scope, of an enterprise organization (no plan limit ends a long run early)."""
     organization = make_organization("Fuzzed", tier=Tier.ENTERPRISE)
     user = User.objects.create_user("fuzz@example.com", "correct-horse", organization=organization)
@@ -117,12 +117,12 @@ def validate(case: schemathesis.Case, response: schemathesis.Response, headers: 
 
 @schema.parametrize()
 @examples
-def test_the_api_never_fails_and_keeps_to_its_schema(case, auth_headers) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_never_fails_and_keeps_to_its_schema(case, auth_headers) -> None:
     validate(case, case.call(headers=auth_headers), auth_headers)
 
 
 @pytest.mark.skipif(not FUZZ_EXAMPLES, reason="stateful scenarios run in `make fuzz` (FUZZ_EXAMPLES)")
-def test_chained_operations_never_fail_and_keep_to_the_schema(auth_headers) -> None:  # type: ignore[no-untyped-def]
+def test_chained_operations_never_fail_and_keep_to_the_schema(auth_headers) -> None:
     class Scenarios(schema.as_state_machine()):  # type: ignore[misc]
         """Each scenario starts from the same database: what one creates is rolled back before the next.
 
@@ -140,7 +140,7 @@ def test_chained_operations_never_fail_and_keep_to_the_schema(auth_headers) -> N
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
             return {"headers": auth_headers}
 
-        def validate_response(self, response, case, additional_checks=None, **kwargs):  # type: ignore[no-untyped-def]
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
             validate(case, response, auth_headers, additional_checks=additional_checks, recorder=self.recorder)
 
     Scenarios.run(

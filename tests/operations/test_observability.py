@@ -10,18 +10,18 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from deliveries import dispatch
 from deliveries.claims import claim_due, record_outcomes
 from deliveries.models import DeliveryStatus
 from deliveries.relay import relay_pending
 from deliveries.retry import Outcome
 from deliveries.transport import DeliveryResult
+from sapien.core.context import bind_context, clear_context
 from sapien.core.logging import CorrelationIdFilter, JsonFormatter
 from sapien.core.models import Organization
-from sapien.events.context import bind_context, clear_context
 from sapien.events.models import Event
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
+from tests.support.claimed import send_claimed
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,7 @@ def metric(client: Client, line_start: str) -> float:
     return values[0] if values else 0.0
 
 
-def test_metrics_move_when_deliveries_happen(client: Client, organization) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_move_when_deliveries_happen(client: Client, organization) -> None:
     Subscription.objects.create(
         organization=organization, callback_url="https://h.example.com/", events=["*"], secret="s" * 20
     )
@@ -92,7 +92,7 @@ def test_log_lines_are_json_with_the_correlation_id() -> None:
     assert line["level"] == "WARNING"
 
 
-def test_no_secret_reaches_the_logs_of_a_failing_delivery(organization, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_no_secret_reaches_the_logs_of_a_failing_delivery(organization, caplog) -> None:
     secret = "never-log-this-secret-123456"
     Subscription.objects.create(
         organization=organization, callback_url="http://127.0.0.1:9/closed", events=["*"], secret=secret
@@ -102,14 +102,14 @@ def test_no_secret_reaches_the_logs_of_a_failing_delivery(organization, caplog) 
 
     with caplog.at_level(logging.DEBUG):
         token = uuid.uuid4()
-        record_outcomes(dispatch.send_batch(claim_due(batch_size=10, token=token)), token=token)
+        record_outcomes(send_claimed(claim_due(batch_size=10, token=token)), token=token)
 
     assert caplog.records, "the failure should have produced log records to inspect"
     assert all(secret not in record.getMessage() and secret not in str(vars(record)) for record in caplog.records)
     assert any(getattr(record, "delivery_id", None) for record in caplog.records)
 
 
-def test_the_maintenance_command_announces_to_every_organization(organization, make_organization) -> None:  # type: ignore[no-untyped-def]
+def test_the_maintenance_command_announces_to_every_organization(organization, make_organization) -> None:
     make_organization("Second")
     out = StringIO()
 
@@ -121,12 +121,14 @@ def test_the_maintenance_command_announces_to_every_organization(organization, m
     assert json.loads(out.getvalue())["announced_to"] == Organization.objects.count() == 2
     notices = Event.objects.filter(type="system.maintenance.scheduled")
     assert notices.count() == 2
-    assert notices.first().payload["data"] == {  # type: ignore[union-attr]
+    notice = notices.first()
+    assert notice is not None
+    assert notice.payload["data"] == {
         "starts_at": "2026-12-01T02:00:00.000Z", "ends_at": "2026-12-01T03:00:00.000Z", "message": "Database upgrade",
     }  # fmt: skip
 
 
-def test_the_admin_action_announces_maintenance(admin_client: Client, organization, make_organization) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_action_announces_maintenance(admin_client: Client, organization, make_organization) -> None:
     other = make_organization("Not chosen")
     form = admin_client.post(
         "/admin/core/organization/", {"action": "announce_maintenance", "_selected_action": [str(organization.id)]}
@@ -149,7 +151,7 @@ def test_the_admin_action_announces_maintenance(admin_client: Client, organizati
 
 def test_the_organization_admin_shows_quota_failing_subscriptions_and_oldest_undelivered(
     admin_client: Client, organization
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     Subscription.objects.create(
         organization=organization, callback_url="https://h.example.com/", events=["*"], secret="s" * 20,
         consecutive_failures=4,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def subscription(organization):  # type: ignore[no-untyped-def]
+def subscription(organization):
     return Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
     )
@@ -24,8 +24,9 @@ def subscription(organization):  # type: ignore[no-untyped-def]
 
 def aged_event(
     organization, subscription, *, hours: float, status: str = DeliveryStatus.SUCCEEDED, relayed: bool = True
-):  # type: ignore[no-untyped-def]
+):
     event = record_event(organization_id=organization.id, event_type="person.created", data={})
+    assert event is not None
     created = timezone.now() - timedelta(hours=hours)
     Event.objects.filter(pk=event.pk).update(created_at=created, relayed_at=created if relayed else None)
     if relayed:
@@ -41,7 +42,7 @@ def aged_event(
 
 def test_old_events_go_in_batches_with_their_deliveries_attempts_and_blobs(
     organization, subscription, settings, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.ESL_RETENTION_HOURS = 24
     settings.MEDIA_ROOT = tmp_path
     old = [aged_event(organization, subscription, hours=30) for _ in range(7)]
@@ -60,7 +61,7 @@ def test_old_events_go_in_batches_with_their_deliveries_attempts_and_blobs(
 
 def test_a_pending_delivery_at_the_end_of_retention_is_marked_failed_first(
     organization, subscription, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.ESL_RETENTION_HOURS = 24
     event = aged_event(organization, subscription, hours=25, status=DeliveryStatus.PENDING)
 
@@ -76,7 +77,7 @@ def test_a_pending_delivery_at_the_end_of_retention_is_marked_failed_first(
     assert purge_expired().events == 1
 
 
-def test_unrelayed_and_recent_events_are_never_purged(organization, subscription, settings) -> None:  # type: ignore[no-untyped-def]
+def test_unrelayed_and_recent_events_are_never_purged(organization, subscription, settings) -> None:
     settings.ESL_RETENTION_HOURS = 24
     unrelayed = aged_event(organization, subscription, hours=30, relayed=False)
     recent_pending = aged_event(organization, subscription, hours=1, status=DeliveryStatus.PENDING)
@@ -88,14 +89,14 @@ def test_unrelayed_and_recent_events_are_never_purged(organization, subscription
     assert Delivery.objects.get(event=recent_pending).status == DeliveryStatus.PENDING
 
 
-def test_purge_is_idempotent(organization, subscription) -> None:  # type: ignore[no-untyped-def]
+def test_purge_is_idempotent(organization, subscription) -> None:
     aged_event(organization, subscription, hours=48)
 
     assert purge_expired().events == 1
     assert purge_expired().events == 0
 
 
-def test_old_quota_windows_are_purged_too(organization, settings) -> None:  # type: ignore[no-untyped-def]
+def test_old_quota_windows_are_purged_too(organization, settings) -> None:
     from sapien.events.models import QuotaUsage
     from sapien.events.quota import window_start
 

@@ -165,8 +165,10 @@ def test_stop_kills_what_does_not_stop_in_time() -> None:
     supervisor.stop(timeout=0.5)
 
     # then the polite one stopped on SIGTERM and the stubborn one was killed
-    assert supervisor.children["polite"].popen.returncode == -signal.SIGTERM  # type: ignore[union-attr]
-    assert supervisor.children["stubborn"].popen.returncode == -signal.SIGKILL  # type: ignore[union-attr]
+    polite, stubborn = supervisor.children["polite"].popen, supervisor.children["stubborn"].popen
+    assert polite is not None and stubborn is not None
+    assert polite.returncode == -signal.SIGTERM
+    assert stubborn.returncode == -signal.SIGKILL
 
 
 CHILD_SCRIPT = """

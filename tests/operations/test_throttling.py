@@ -5,7 +5,7 @@ from django.core.cache import cache
 
 
 @pytest.mark.django_db
-def test_past_the_rate_a_client_gets_429_with_retry_after(make_organization, make_api, settings) -> None:  # type: ignore[no-untyped-def]
+def test_past_the_rate_a_client_gets_429_with_retry_after(make_organization, make_api, settings) -> None:
     cache.clear()
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"client": "3/min"}}
     organization = make_organization()

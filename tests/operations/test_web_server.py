@@ -38,7 +38,7 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture
-def web(transactional_db, tmp_path) -> Iterator[tuple[processes.Process, int]]:  # type: ignore[no-untyped-def]
+def web(transactional_db, tmp_path) -> Iterator[tuple[processes.Process, int]]:
     port = free_port()
     env = processes.service_env(broker_url_for("redis"), LOG_LEVEL="INFO")
     server = processes.web(env, tmp_path, port).start()
@@ -71,7 +71,7 @@ def access_lines(log: str) -> list[re.Match[str]]:
     return [match for line in log.splitlines() if (match := ACCESS_LINE.fullmatch(line))]
 
 
-def test_the_access_log_names_each_path_without_its_query(web) -> None:  # type: ignore[no-untyped-def]
+def test_the_access_log_names_each_path_without_its_query(web) -> None:
     # given a tampered blob link (its genuine signature kept) and a token sent in a URL
     server, port = web
     blob_id, expires = uuid.uuid4(), int(time.time()) + 3600
@@ -93,7 +93,7 @@ def test_the_access_log_names_each_path_without_its_query(web) -> None:  # type:
     assert token not in log
 
 
-def test_gunicorn_error_lines_lose_the_credentials_of_the_request_they_quote(web) -> None:  # type: ignore[no-untyped-def]
+def test_gunicorn_error_lines_lose_the_credentials_of_the_request_they_quote(web) -> None:
     # given a request line gunicorn cannot parse, with a token in its query
     server, port = web
     token = f"tok-{uuid.uuid4().hex}"
@@ -108,7 +108,7 @@ def test_gunicorn_error_lines_lose_the_credentials_of_the_request_they_quote(web
     assert token not in server.log()
 
 
-def test_django_answers_long_urls_and_large_headers_with_the_json_error_shape(web) -> None:  # type: ignore[no-untyped-def]
+def test_django_answers_long_urls_and_large_headers_with_the_json_error_shape(web) -> None:
     _, port = web
     # a 6 KB path
     assert get(port, "/" + "a" * 6000) == (404, "application/json", json.dumps(NOT_FOUND).encode())
@@ -120,7 +120,7 @@ def test_django_answers_long_urls_and_large_headers_with_the_json_error_shape(we
     assert get(port, "/nothing", {f"X-{n}": "v" for n in range(98)})[:2] == (404, "application/json")
 
 
-def test_gunicorn_answers_what_is_beyond_its_limits_itself(web) -> None:  # type: ignore[no-untyped-def]
+def test_gunicorn_answers_what_is_beyond_its_limits_itself(web) -> None:
     _, port = web
     # a request line of 8191 bytes
     assert get(port, "/" + "a" * 8177)[:2] == (414, "text/html")

@@ -28,7 +28,7 @@ def all_succeeded(expected: int) -> bool:
 
 def test_a_worker_killed_mid_delivery_loses_nothing(
     platform_factory, receiver: Receiver, make_organization, make_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     platform = platform_factory(
         ESL_CONNECT_TIMEOUT=1, ESL_READ_TIMEOUT=2, ESL_CLAIM_LEASE_MARGIN_SECONDS=1, ESL_DELIVERY_BATCH_SIZE=20
     )
@@ -60,7 +60,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
 
 def test_events_written_during_a_30_second_broker_outage_are_delivered_when_it_is_back(
     platform_factory, receiver: Receiver, make_organization, make_api, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     broker = start_redis(data_dir=tmp_path / "broker")
     try:
         platform = platform_factory(broker.url).start_all()
@@ -95,7 +95,7 @@ def test_events_written_during_a_30_second_broker_outage_are_delivered_when_it_i
 
 def test_receivers_that_hang_reset_or_crawl_still_get_everything(
     platform_factory, receiver: Receiver, make_organization, make_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     platform_factory(ESL_READ_TIMEOUT=1, ESL_CONNECT_TIMEOUT=1, ESL_RETRY_DELAY_MS=100).start_all()
     seen: dict[tuple[str, str], int] = {}
     lock = threading.Lock()
@@ -131,7 +131,7 @@ def test_receivers_that_hang_reset_or_crawl_still_get_everything(
 @pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_two_relays_and_two_workers_deliver_everything_once_each(
     broker: str, platform_factory, receiver: Receiver, make_organization, make_api
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import os
 
     if broker == "amqp" and not os.environ.get("ESL_TEST_AMQP_URL"):
@@ -157,7 +157,7 @@ def test_two_relays_and_two_workers_deliver_everything_once_each(
     print(f"duplicates with two relays and two workers: {len(receiver.requests) - events * subscriptions}")
 
 
-def test_postgresql_restarting_under_load_loses_nothing(receiver: Receiver, tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+def test_postgresql_restarting_under_load_loses_nothing(receiver: Receiver, tmp_path, settings) -> None:
     """The whole stack on a PostgreSQL of its own, restarted while events are being written and delivered."""
     postgres = start_postgres(data_dir=tmp_path / "postgres", database="restart")
     broker = start_redis(data_dir=tmp_path / "broker")

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -33,9 +34,10 @@ urlpatterns = [path("crash", crash), *sapien_urls.urlpatterns]
 handler400, handler403 = sapien_urls.handler400, sapien_urls.handler403
 handler404, handler500 = sapien_urls.handler404, sapien_urls.handler500
 
+LOGGING: dict[str, Any] = settings.LOGGING  # a dict literal of mixed values: mypy infers dict[str, object]
 FORMATTERS = {
     "json": JsonFormatter(),
-    "plain": logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]),
+    "plain": logging.Formatter(LOGGING["formatters"]["plain"]["format"]),
 }
 
 
@@ -43,14 +45,15 @@ FORMATTERS = {
 def console_output(formatter: logging.Formatter) -> Iterator[StringIO]:
     """What the console handler of settings ``LOGGING`` writes, with ``formatter``, while the block runs."""
     [console] = [handler for handler in logging.getLogger().handlers if handler.get_name() == "console"]
+    assert isinstance(console, logging.StreamHandler)
     buffer = StringIO()
     previous_formatter = console.formatter
-    previous_stream = console.setStream(buffer)  # type: ignore[attr-defined]
+    previous_stream = console.setStream(buffer)
     console.setFormatter(formatter)
     try:
         yield buffer
     finally:
-        console.setStream(previous_stream)  # type: ignore[attr-defined]
+        console.setStream(previous_stream)
         console.setFormatter(previous_formatter)
 
 
@@ -61,7 +64,7 @@ def json_lines(output: str) -> list[dict[str, object]]:
 @pytest.mark.django_db
 @pytest.mark.urls(__name__)
 @pytest.mark.parametrize("formatter", ["json", "plain"])
-def test_requests_with_credentials_in_their_url_log_none_of_them(caplog, formatter: str) -> None:  # type: ignore[no-untyped-def]
+def test_requests_with_credentials_in_their_url_log_none_of_them(caplog, formatter: str) -> None:
     # given a blob link whose genuine signature was kept while its expiry was changed, and other secrets
     blob_id, expires = uuid.uuid4(), int(time.time()) + 3600
     genuine_signature = blob_signature(blob_id, expires)
@@ -74,7 +77,7 @@ def test_requests_with_credentials_in_their_url_log_none_of_them(caplog, formatt
 
     # when each request is made
     with console_output(FORMATTERS[formatter]) as output:
-        tampered = client.get(f"/api/v1/blobs/{blob_id}", {"expires": expires + 1, "signature": genuine_signature})
+        tampered = client.get(f"/api/v1/blobs/{blob_id}", {"expires": str(expires + 1), "signature": genuine_signature})
         unknown = client.get("/api/v1/no-such-thing", {"access_token": access_token})
         in_url = client.get("/api/v1/subscriptions", {"access_token": access_token})
         form = {"grant_type": "client_credentials", "client_id": "no-such-client", "client_secret": client_secret}
@@ -113,7 +116,7 @@ def test_the_request_of_a_logged_response_keeps_its_path_and_loses_its_credentia
 
     # when it is refused, with JSON logs
     with console_output(FORMATTERS["json"]) as output:
-        response = Client().get(f"/api/v1/blobs/{blob_id}", {"expires": expires + 1, "signature": signature})
+        response = Client().get(f"/api/v1/blobs/{blob_id}", {"expires": str(expires + 1), "signature": signature})
 
     # then Django's line for the 403 names the request with every other parameter intact
     assert response.status_code == 403

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 URL = "https://93.184.215.14/sapien"
 
 
-def create(api: APIClient, **body):  # type: ignore[no-untyped-def]
+def create(api: APIClient, **body):
     return api.post("/api/v1/subscriptions", {"callback_url": URL, "events": ["person.created"], **body}, format="json")
 
 
@@ -83,13 +83,13 @@ def test_a_name_resolving_to_an_internal_address_is_refused(api: APIClient) -> N
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "https://hooks.example.com/sapien"])
-def test_private_callbacks_are_allowed_when_configured(api: APIClient, settings, url: str) -> None:  # type: ignore[no-untyped-def]
+def test_private_callbacks_are_allowed_when_configured(api: APIClient, settings, url: str) -> None:
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = True
 
     assert create(api, callback_url=url).status_code == 201
 
 
-def test_the_free_tier_allows_five_subscriptions(make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_the_free_tier_allows_five_subscriptions(make_organization, make_api) -> None:
     api = make_api(make_organization(tier=Tier.FREE))
     for _ in range(5):
         assert create(api).status_code == 201
@@ -102,7 +102,7 @@ def test_the_free_tier_allows_five_subscriptions(make_organization, make_api) ->
     assert Subscription.objects.count() == 5
 
 
-def test_enterprise_has_no_subscription_limit(make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_enterprise_has_no_subscription_limit(make_organization, make_api) -> None:
     api = make_api(make_organization(tier=Tier.ENTERPRISE))
 
     for _ in range(30):
@@ -133,7 +133,7 @@ def test_delete(api: APIClient) -> None:
     assert Subscription.objects.count() == 0
 
 
-def test_scopes(organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_scopes(organization, make_api) -> None:
     reader = make_api(organization, scopes="events:read")
     writer = make_api(organization, scopes="events:subscribe")
 
@@ -143,7 +143,7 @@ def test_scopes(organization, make_api) -> None:  # type: ignore[no-untyped-def]
     assert reader.get("/api/v1/subscriptions").json()["count"] == 1
 
 
-def test_another_organizations_subscription_is_404_everywhere(make_organization, make_api) -> None:  # type: ignore[no-untyped-def]
+def test_another_organizations_subscription_is_404_everywhere(make_organization, make_api) -> None:
     owner, stranger = make_api(make_organization("Owner")), make_api(make_organization("Stranger"))
     subscription_id = create(owner).json()["id"]
     base = f"/api/v1/subscriptions/{subscription_id}"

@@ -1,4 +1,4 @@
-"""Every internal range is refused, literal or behind a name, in every spelling (CONTRACT §8).
+"""Every internal range is refused, literal or behind a name, in every spelling (docs/configuration.md, "Callback URLs and SSRF").
 
 No test here sends a request, and every name resolves to loopback (``tests.support.loopback_dns``).
 """
@@ -22,7 +22,7 @@ PUBLIC_LITERAL_URL = "https://93.184.215.14/hook"  # an IP literal: checked with
 
 
 @pytest.fixture
-def private_callbacks_off(settings):  # type: ignore[no-untyped-def]
+def private_callbacks_off(settings):
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = False
     return settings
 
@@ -91,7 +91,7 @@ def test_the_ipv4_address_each_embedding_carries(address: str, carried: list[str
     assert [str(ipv4) for ipv4 in embedded_ipv4(ipaddress.IPv6Address(address))] == carried
 
 
-def test_the_denylist_takes_more_networks_from_the_settings(settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_denylist_takes_more_networks_from_the_settings(settings) -> None:
     settings.ESL_CALLBACK_DENYLIST = ["8.8.4.0/24", "2606:4700:4700::1001"]
 
     assert is_internal_address(ipaddress.ip_address("8.8.4.4"))
@@ -125,12 +125,12 @@ def test_a_denylist_entry_that_is_not_an_address_is_refused_at_start() -> None:
         "https://93.184.215.14:\u0664\u0664\u0663/", f"https://93.184.215.14:{'9' * 100}/",
     ],
 )  # fmt: skip
-def test_a_port_outside_1_to_65535_is_refused(url: str, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_a_port_outside_1_to_65535_is_refused(url: str, private_callbacks_off) -> None:
     with pytest.raises(UnsafeCallbackURL, match="port must be a number from 1 to 65535"):
         check_callback_url(url)
 
 
-def test_a_bad_port_is_refused_even_with_private_callbacks_allowed(settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_port_is_refused_even_with_private_callbacks_allowed(settings) -> None:
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = True
 
     with pytest.raises(UnsafeCallbackURL, match="port"):
@@ -144,7 +144,7 @@ def test_a_bad_port_is_refused_even_with_private_callbacks_allowed(settings) -> 
         "127.0.0.1.", "0127.0.0.1", "1.2.3.0x4", "169.254.43518", "hooks.example.123", "0x",
     ],
 )  # fmt: skip
-def test_other_spellings_of_ipv4_addresses_are_refused(host: str, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_other_spellings_of_ipv4_addresses_are_refused(host: str, private_callbacks_off) -> None:
     with pytest.raises(UnsafeCallbackURL, match="four decimal numbers"):
         check_callback_url(f"https://{host}/hook")
 
@@ -156,7 +156,7 @@ def test_other_spellings_of_ipv4_addresses_are_refused(host: str, private_callba
         "https://@hooks.example.com/", "https://hooks.example.com%2f@93.184.215.14/",
     ],
 )  # fmt: skip
-def test_urls_with_credentials_are_refused(url: str, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_urls_with_credentials_are_refused(url: str, private_callbacks_off) -> None:
     with pytest.raises(UnsafeCallbackURL, match="credentials"):
         check_callback_url(url)
 
@@ -191,7 +191,7 @@ def test_urls_with_credentials_are_refused(url: str, private_callbacks_off) -> N
         (f"https://hooks.example.com/{'x' * 2048}", "at most 2048 characters"),
     ],
 )
-def test_malformed_urls_are_refused_with_a_reason(url: str, reason: str, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_urls_are_refused_with_a_reason(url: str, reason: str, private_callbacks_off) -> None:
     with pytest.raises(UnsafeCallbackURL, match=reason):
         check_callback_url(url)
 
@@ -225,7 +225,7 @@ def test_nothing_but_unsafe_callback_url_is_ever_raised(netloc: str) -> None:
         "https://[::ffff:168.63.129.16]/", "https://[2001:0:a00:1:8000:63bf:f7f7:f7f7]/",
     ],
 )  # fmt: skip
-def test_ipv6_spellings_of_internal_ipv4_are_refused(url: str, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_ipv6_spellings_of_internal_ipv4_are_refused(url: str, private_callbacks_off) -> None:
     with pytest.raises(UnsafeCallbackURL, match="is internal"):
         check_callback_url(url)
 
@@ -234,7 +234,7 @@ def test_ipv6_spellings_of_internal_ipv4_are_refused(url: str, private_callbacks
     "url",
     ["https://93.184.215.14/hook", "https://[2606:4700::1111]:8443/hook", "https://[64:ff9b::808:808]/hook"],
 )
-def test_public_literals_pass_without_resolving(url: str, private_callbacks_off, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_public_literals_pass_without_resolving(url: str, private_callbacks_off, monkeypatch) -> None:
     from subscriptions import url_safety
 
     asked: list[str] = []
@@ -245,7 +245,7 @@ def test_public_literals_pass_without_resolving(url: str, private_callbacks_off,
     assert asked == []
 
 
-def test_a_name_that_resolves_to_an_internal_address_is_refused(private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_a_name_that_resolves_to_an_internal_address_is_refused(private_callbacks_off) -> None:
     with pytest.raises(UnsafeCallbackURL, match=r"resolves to an internal address \(127\.0\.0\.1\)"):
         check_callback_url("https://mixed.example.com/hook")
 
@@ -263,7 +263,7 @@ REFUSED_BY_THE_API = [
 ]  # fmt: skip
 
 
-def assert_refused_callback(response) -> None:  # type: ignore[no-untyped-def]
+def assert_refused_callback(response) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_callback_url"
@@ -272,7 +272,7 @@ def assert_refused_callback(response) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", REFUSED_BY_THE_API)
-def test_creating_with_an_unsafe_callback_url_is_refused(api: APIClient, url: str, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_creating_with_an_unsafe_callback_url_is_refused(api: APIClient, url: str, private_callbacks_off) -> None:
     response = api.post("/api/v1/subscriptions", {"callback_url": url, "events": ["person.created"]}, format="json")
 
     assert_refused_callback(response)
@@ -281,7 +281,7 @@ def test_creating_with_an_unsafe_callback_url_is_refused(api: APIClient, url: st
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", REFUSED_BY_THE_API)
-def test_patching_in_an_unsafe_callback_url_is_refused(  # type: ignore[no-untyped-def]
+def test_patching_in_an_unsafe_callback_url_is_refused(
     api: APIClient, organization, url: str, private_callbacks_off
 ) -> None:
     subscription = Subscription.objects.create(
@@ -296,7 +296,7 @@ def test_patching_in_an_unsafe_callback_url_is_refused(  # type: ignore[no-untyp
 
 
 @pytest.mark.django_db
-def test_a_public_literal_callback_is_accepted(api: APIClient, private_callbacks_off) -> None:  # type: ignore[no-untyped-def]
+def test_a_public_literal_callback_is_accepted(api: APIClient, private_callbacks_off) -> None:
     response = api.post(
         "/api/v1/subscriptions", {"callback_url": PUBLIC_LITERAL_URL, "events": ["person.created"]}, format="json"
     )

@@ -1,8 +1,13 @@
-"""Claimed copies of stored rows, for tests that send or sign without claiming first."""
+"""Claimed copies of stored rows, for tests that send or sign without claiming first, and a synchronous send."""
 
 import uuid
 
+from django.utils import timezone
+
 from deliveries.claims import ClaimedDelivery, ClaimedEvent, ClaimedSubscription
+from deliveries.dispatch import senders
+from deliveries.outbound import prepare_batch
+from deliveries.retry import Outcome, decide
 from sapien.events.models import Event
 from subscriptions.models import Subscription
 
@@ -27,3 +32,13 @@ def claimed_delivery(
 ) -> ClaimedDelivery:
     """A first attempt at ``event`` for ``subscription``, as a claim would return it."""
     return ClaimedDelivery(id=uuid.uuid4(), attempt=attempt, event=event, subscription=subscription, tier=tier)
+
+
+def send_claimed(batch: list[ClaimedDelivery]) -> list[Outcome]:
+    """Sends every claimed delivery through the process's sending threads, waits for all, and decides each."""
+    outcomes, to_send = prepare_batch(batch)
+    pool = senders.get()
+    results = [future.result() for future in [pool.submit(request) for _, request in to_send]]
+    now = timezone.now()
+    outcomes.extend(decide(delivery, result, now=now) for (delivery, _), result in zip(to_send, results, strict=True))
+    return outcomes

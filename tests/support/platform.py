@@ -81,7 +81,7 @@ class Platform:
 
 
 @pytest.fixture
-def e2e_settings(settings):  # type: ignore[no-untyped-def]
+def e2e_settings(settings):
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = True
     return settings
 
@@ -94,7 +94,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def platform_factory(transactional_db, e2e_settings, tmp_path) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def platform_factory(transactional_db, e2e_settings, tmp_path) -> Iterator[Any]:
     created: list[Platform] = []
 
     def make(broker: str = "redis", **overrides: Any) -> Platform:
@@ -110,6 +110,6 @@ def platform_factory(transactional_db, e2e_settings, tmp_path) -> Iterator[Any]:
 
 
 @pytest.fixture(params=BROKERS)
-def platform(request, platform_factory) -> Platform:  # type: ignore[no-untyped-def]
+def platform(request, platform_factory) -> Platform:
     """Relay, one worker and beat on the embedded Redis, and on RabbitMQ when ESL_TEST_AMQP_URL names one."""
-    return platform_factory(request.param).start_all()  # type: ignore[no-any-return]
+    return platform_factory(request.param).start_all()

@@ -35,6 +35,7 @@ def service_env(broker_url: str, **overrides: Any) -> dict[str, str]:
             "ESL_RELAY_POLL_SECONDS": "0.5",
             "DB_CONN_MAX_AGE": "0",
             "LOG_LEVEL": "WARNING",
+            "ESL_ASSERT_TRANSACTIONS": "true",
         }
     )
     env.update({key: str(value) for key, value in overrides.items()})

@@ -1,7 +1,9 @@
-"""Who and what caused the change being made: the ``metadata`` of its events.
+"""Who and what caused the change being made: the ``metadata`` of its events, the correlation id of its logs.
 
-Bound per request (or per task) in a context variable, so that model signals can
-read it without the request being passed down.
+Bound per request (``sapien.core.middleware``) or per task (``sapien.celery``) in a
+context variable, so that model signals and log filters can read it without the
+request being passed down. It lives in core, under everything that reads it: the
+outbox (``sapien.events``), authentication and the JSON logs.
 """
 
 import uuid

@@ -1,0 +1,32 @@
+"""The one ``INSERT`` that raw SQL makes new deliveries with: the relay's fan-out and a replay share it.
+
+Its columns are the model's (``tests/deliveries/test_new_deliveries.py`` holds them to
+``Delivery``'s), each beside its value, so the list and the values cannot drift apart.
+"""
+
+from deliveries.models import Delivery, DeliveryStatus
+
+
+def new_deliveries_sql(*, organization_id: str, event_id: str, subscription_id: str, due_at: str) -> str:
+    """``INSERT INTO deliveries_delivery (…) SELECT …``: a pending delivery, due at ``due_at``, per row of the
+    ``FROM`` the caller appends. The arguments are SQL expressions over that ``FROM``."""
+    values = new_delivery_values(
+        organization_id=organization_id, event_id=event_id, subscription_id=subscription_id, due_at=due_at
+    )
+    return f"INSERT INTO {Delivery._meta.db_table} ({', '.join(values)})\nSELECT {', '.join(values.values())}\n"
+
+
+def new_delivery_values(*, organization_id: str, event_id: str, subscription_id: str, due_at: str) -> dict[str, str]:
+    """Column → SQL expression of a new delivery: pending, no attempt yet, due at ``due_at``."""
+    return {
+        "id": "gen_random_uuid()",
+        "organization_id": organization_id,
+        "event_id": event_id,
+        "subscription_id": subscription_id,
+        "status": f"'{DeliveryStatus.PENDING}'",
+        "attempt_count": "0",
+        "next_attempt_at": due_at,
+        "last_error": "''",
+        "created_at": "now()",
+        "updated_at": "now()",
+    }
