@@ -187,7 +187,12 @@ class AvailabilityProfile(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["created_at", "id"]
+        ordering = ["created_at", "id"]  # oldest first where schedules are evaluated; the API lists newest first
+        # The list's order for a client token (the organization's) and for a user token or ``user_id`` (one user's).
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="profile_org_created_idx"),
+            models.Index(fields=["user", "-created_at", "-id"], name="profile_user_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -36,6 +36,14 @@ class AvailabilitySerializer(serializers.Serializer):
         }
 
 
+class AvailabilityListSerializer(serializers.Serializer):
+    """``GET /availability?user_ids=…``: the shape of every list, in one page, since the ids asked bound it (≤100)."""
+
+    next = serializers.CharField(allow_null=True, help_text="Always null: one page holds every user asked for.")
+    previous = serializers.CharField(allow_null=True, help_text="Always null.")
+    results = AvailabilitySerializer(many=True)
+
+
 class StatusDeclarationSerializer(serializers.Serializer):
     """``PUT /availability/me`` and the override: a status, an optional message (256 characters) and expiry."""
 

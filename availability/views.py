@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from availability.models import AvailabilityProfile, ConnectionKind
 from availability.selectors import availabilities_of, availability_of
 from availability.serializers import (
+    AvailabilityListSerializer,
     AvailabilitySerializer,
     DisconnectSerializer,
     HeartbeatSerializer,
@@ -88,7 +89,7 @@ class AvailabilityListView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("user_ids", str, required=True, description="Comma-separated user ids (≤100)")],
-        responses=AvailabilitySerializer(many=True),
+        responses=AvailabilityListSerializer,
     )
     def get(self, request: Request) -> Response:
         raw = [part.strip() for part in request.query_params.get("user_ids", "").split(",") if part.strip()]
@@ -101,15 +102,8 @@ class AvailabilityListView(APIView):
         except ValueError as exc:
             raise ValidationError({"user_ids": ["Every id must be a UUID."]}) from exc
         states = availabilities_of(request.organization, ids)  # type: ignore[attr-defined]
-        # At most 100 ids, so one page always holds them all.
-        return Response(
-            {
-                "count": len(states),
-                "next": None,
-                "previous": None,
-                "results": AvailabilitySerializer(states, many=True).data,
-            }
-        )
+        # Not cursor-paginated: at most 100 ids, ordered by email, so one page always holds them all.
+        return Response({"next": None, "previous": None, "results": AvailabilitySerializer(states, many=True).data})
 
 
 class OverrideView(APIView):

@@ -1,5 +1,6 @@
 """``python -m bench``: the run. Flags -> ``Config``; the services and the receiver; the physical limits; per
-broker Sapien's phases, then the peer's; the results file, the report and the exit status."""
+broker Sapien's phases, then the peer's (or, with --scale, the scale phase alone); the results file, the report and
+the exit status."""
 
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ from bench.profile import py_spy
 from bench.progress import log
 from bench.receiving import ReceiverClient
 from bench.report import report
-from bench.results import BrokerRun, Failed, Limits, PeerRun, Results, RssRow, SapienRun
+from bench.results import BrokerRun, Failed, Limits, PeerRun, Results, RssRow, SapienRun, ScaleRun
 from bench.stack import DEFAULT_AMQP, Services, amqp_answers, redact
-from bench.systems import peer_run, sapien_run
+from bench.systems import peer_run, sapien_run, scale_run
 
 PYTHON = sys.executable
 RESULTS = ROOT / "bench" / "results"
@@ -41,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser(bench.__doc__).parse_args(argv)
     cfg = build_config(args)
     started_at = datetime.now(UTC)
-    stamp = f"{started_at.strftime('%Y%m%dT%H%M%SZ')}{'-quick' if cfg.quick else ''}"
+    stamp = f"{started_at.strftime('%Y%m%dT%H%M%SZ')}{'-scale' if cfg.scale_sizes else '-quick' if cfg.quick else ''}"
     if args.profile:
         if py_spy() is None:
             log("--profile needs py-spy: .venv/bin/pip install py-spy")
             return 2
         cfg = replace(cfg, profile_dir=RESULTS / f"{stamp}-profiles")
     amqp_url = os.environ.get("ESL_BENCH_AMQP_URL", DEFAULT_AMQP)
-    broker_choice = args.broker or ("redis" if cfg.quick else "both")
+    broker_choice = "redis" if cfg.scale_sizes else args.broker or ("redis" if cfg.quick else "both")
     brokers = ["redis", "amqp"] if broker_choice == "both" else [broker_choice]
     notes: list[str] = []
     if "amqp" in brokers and not amqp_answers(amqp_url):
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     env: dict[str, Any] | None = None
     limits: Limits | None = None
     runs: dict[str, BrokerRun] = {}
+    scale: ScaleRun | Failed | None = None
     rss: list[RssRow] = []
     totals: dict[str, float] = {}
     error: str | None = None
@@ -88,9 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         services = Services(work / "services", amqp_url if "amqp" in brokers else None)
         services.watch(sampler)
         env = environment(services)
-        log("physical limits")
-        limits = measure_limits(cfg, services, receiver_port, receiver)
-        for broker in brokers:
+        if cfg.scale_sizes:
+            try:
+                scale = scale_run(cfg, services, work, sampler, receiver, receiver_url, app_root)
+                failed = bool(scale.failed_figures())
+            except Exception as exc:
+                failed = True
+                scale = Failed(f"{type(exc).__name__}: {exc}")
+                log(traceback.format_exc())
+        else:
+            log("physical limits")
+            limits = measure_limits(cfg, services, receiver_port, receiver)
+        for broker in brokers if not cfg.scale_sizes else []:
             sapien: SapienRun | Failed
             try:
                 sapien = sapien_run(cfg, services, broker, work, sampler, receiver, receiver_url, app_root)
@@ -128,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     results = Results(started_at=started_at.isoformat(), config=cfg, broker_names=brokers, brokers=runs, notes=notes,
-                      code=code, environment=env, limits=limits, rss=rss, totals=totals, error=error)  # fmt: skip
+                      code=code, environment=env, limits=limits, rss=rss, totals=totals, error=error,
+                      scale=scale)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(results.as_json(), indent=2, default=str))
@@ -139,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     if failed or results.error is not None:
-        print(f"FAILED: {results.error or 'a Sapien run failed (see above)'}")
+        print(f"FAILED: {results.error or 'a Sapien run or a figure failed (see above)'}")
         return 1
+    if isinstance(scale, ScaleRun):
+        print("0 failed")
+        return 0
     if missing:
         print(f"LOST: {missing} Sapien deliveries missing")
         return 1

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+DEFAULT_SCALE_SIZES = (10_000, 1_000_000, 10_000_000)
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,24 @@ class Config:
     soak_seconds: float = 600.0
     soak_rate: float = 50.0
     profile_dir: Path | None = None  # --profile: py-spy collapsed stacks of phase (a) go here
+    # --scale: retained deliveries per step (empty: not a scale run), requests per figure, days the history spans,
+    # and the longest projected load (minutes) before a size is skipped (None: no limit)
+    scale_sizes: tuple[int, ...] = ()
+    scale_repeats: int = 7
+    scale_days: int = 3
+    scale_max_load_minutes: float | None = None
 
 
 def build_config(args: argparse.Namespace) -> Config:
+    cfg = _phases_config(args)
+    if args.scale:
+        return replace(cfg, peer=False, scale_sizes=args.scale_sizes or DEFAULT_SCALE_SIZES,
+                       scale_repeats=args.scale_repeats, scale_days=args.scale_days,
+                       scale_max_load_minutes=args.scale_max_load_minutes)  # fmt: skip
+    return cfg
+
+
+def _phases_config(args: argparse.Namespace) -> Config:
     if args.quick:
         return Config(quick=True, events=args.events or 50, subs=args.subs or 2, threads=8, latency_seconds=5,
                       relay_events=1000, api_requests=100, limit_seconds=1, peer=args.peer, drain_events=200,
@@ -52,4 +70,29 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true", help="py-spy the pipeline during (a) (needs py-spy)")
     parser.add_argument("--ref", help="benchmark this git revision (exported with git archive) instead of the "
                         "working tree, e.g. --ref HEAD while the working tree is being edited")  # fmt: skip
+    scale = parser.add_argument_group("scale (--scale runs only this: bench/phases/scale.py)")
+    scale.add_argument("--scale", action="store_true", help="bulk-load the history to each of --scale-sizes retained "
+                       "deliveries and time the reads, statements and the day drop at each size")  # fmt: skip
+    scale.add_argument("--scale-sizes", type=sizes, metavar="N,N,...",
+                       help="retained deliveries per step, ascending; 10k and 1M are understood "
+                       "(default 10000,1000000,10000000)")  # fmt: skip
+    scale.add_argument("--scale-repeats", type=int, default=7, metavar="N", help="timed runs per figure (median)")
+    scale.add_argument("--scale-days", type=int, default=3, metavar="D", help="days the loaded history spans")
+    scale.add_argument("--scale-max-load-minutes", type=float, metavar="M",
+                       help="skip a size whose load, projected from the last rate, would take longer")  # fmt: skip
     return parser
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    """``10000,1M`` -> ``(10000, 1000000)``: positive, strictly ascending (each step grows the history)."""
+    factors = {"k": 1_000, "m": 1_000_000}
+    try:
+        values = tuple(
+            int(float(item[:-1]) * factors[item[-1]]) if item[-1] in factors else int(item)
+            for item in (part.strip().lower() for part in text.split(","))
+        )
+    except (ValueError, IndexError) as exc:
+        raise argparse.ArgumentTypeError(f"not a list of sizes: {text!r}") from exc
+    if not values or values[0] < 1 or any(b <= a for a, b in itertools.pairwise(values)):
+        raise argparse.ArgumentTypeError(f"sizes must be positive and ascending: {text!r}")
+    return values

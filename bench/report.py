@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.results import DeliveryPhase, Failed, PeerRun, Profile, Results, RssRow, SapienRun
+from bench.phases.scale import FIGURES
+from bench.results import DeliveryPhase, Failed, PeerRun, Profile, Results, RssRow, SapienRun, ScaleRun
 from bench.stats import ratio
 
 
@@ -32,7 +33,14 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def report(results: Results) -> None:
-    """Every table of a run that got as far as measuring the limits."""
+    """Every table of a run that got as far as measuring the limits (or, with --scale, the scale tables)."""
+    if results.scale is not None:
+        if isinstance(results.scale, Failed):
+            print(f"\nScale run failed: {results.scale.error}")
+        else:
+            scale_report(results.scale)
+        rss_table(results.rss)
+        return
     limits = results.limits
     assert limits is not None, "report() needs a run that measured the physical limits"
     http, pg1, pg8 = limits.http_keepalive_1conn, limits.pg_insert_1conn, limits.pg_insert_8conn
@@ -152,6 +160,52 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
         f"  ratio on/off, creates/s (means): {fx(d.ratio_on_off)}; by CPU per create (off/on): "
         f"{fx(d.cpu_ratio_off_on)} ({fmt(d.cpu_ms_on, 2)} vs {fmt(d.cpu_ms_off, 2)} ms)"
     )
+
+
+def scale_report(run: ScaleRun) -> None:
+    """Figure x size (median ms), the largest size over the smallest, and what misses the goals; then the loads."""
+    sizes = run.sizes
+    if not sizes:
+        print(f"\nScale: no size was measured ({'; '.join(run.skipped) or 'none given'})")
+        return
+    first, last = sizes[0], sizes[-1]
+    label = f"{short(last.deliveries)}/{short(first.deliveries)}"
+    rows = []
+    for key, name in FIGURES.items():
+        medians = [size.figures[key].median_ms if key in size.figures else None for size in sizes]
+        errors = [error for size in sizes if key in size.figures and (error := size.figures[key].error)]
+        goal_ms = run.goal_drop_ms if key.startswith("drop_day") else run.goal_ms
+        change = ratio(medians[-1], medians[0]) if len(sizes) > 1 else None
+        misses = [f"over {fmt(goal_ms)} ms"] if medians[-1] is not None and medians[-1] > goal_ms else []
+        misses += [f"over {run.goal_ratio:g}x"] if change is not None and change > run.goal_ratio else []
+        misses += [f"FAILED: {errors[0][:80]}"] if errors else []
+        rows.append([name, *(fmt(value, 1) for value in medians), fx(change), ", ".join(misses) or "ok"])
+    table(f"Scale: median of {run.repeats} (ms), {run.days} days of history, one subscription; goals: "
+          f"each figure at most {run.goal_ratio:g}x from {short(first.deliveries)} to {short(last.deliveries)} and "
+          f"under {fmt(run.goal_ms)} ms there, a day's drop under {fmt(run.goal_drop_ms)} ms",
+          ["figure", *(short(size.deliveries) for size in sizes), label, "goal"], rows)  # fmt: skip
+    print(f"  at {short(last.deliveries)}:")
+    for key, figure in last.figures.items():
+        if figure.detail:
+            print(f"    {FIGURES[key].strip()}: {figure.detail}")
+    table("Scale: loading (set-based SQL, synchronous_commit off; each delivery with its event and one attempt)", [
+        "deliveries", "added", "load s", "deliveries/s", "VACUUM ANALYZE s", "CHECKPOINT s", "history MB",
+        "load avg (1 min)", "foreign cores while measuring"], [
+        [f"{size.deliveries:,}", f"{size.load.added:,}", fmt(size.load.seconds, 1),
+         fmt(size.load.deliveries_per_s), fmt(size.load.vacuum_analyze_seconds, 1),
+         fmt(size.load.checkpoint_seconds, 1),
+         fmt(sum(size.load.history_mb.values())), fmt(size.load_average[0], 2), fmt(size.cpu.foreign_cores, 2)]
+        for size in sizes])  # fmt: skip
+    for skipped in run.skipped:
+        print(f"  skipped {skipped}")
+
+
+def short(count: int) -> str:
+    """10000 -> 10k, 1000000 -> 1M."""
+    for factor, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if count >= factor and count % (factor // 10) == 0:
+            return f"{count / factor:g}{suffix}"
+    return str(count)
 
 
 def soak_report(broker: str, sapien: SapienRun) -> None:

@@ -14,7 +14,7 @@ from bench.config import Config
 from bench.loadgen import LoadResult
 from bench.procs import CpuUse
 from bench.receiving import Receipt
-from bench.stats import ms, pct
+from bench.stats import median, ms, pct
 
 Profile = dict[str, dict[str, list[tuple[str, float]]]]  # process -> summary, as ``Profiler.stop()`` returns it
 
@@ -304,6 +304,66 @@ class RssRow:
 
 
 @dataclass(frozen=True)
+class ScaleFigure:
+    """One figure at one size of --scale: the median of ``samples_ms``, or the error that stopped it."""
+
+    median_ms: float | None
+    samples_ms: list[float]
+    detail: str = ""  # what exactly was timed, e.g. the page's depth or the rows the dropped day held
+    error: str | None = None
+
+    @classmethod
+    def of(cls, seconds: list[float], detail: str = "") -> ScaleFigure:
+        return cls(median_ms=ms(median(seconds)), samples_ms=[round(value * 1000, 2) for value in seconds],
+                   detail=detail)  # fmt: skip
+
+    @classmethod
+    def failed(cls, error: str) -> ScaleFigure:
+        return cls(median_ms=None, samples_ms=[], error=error)
+
+
+@dataclass(frozen=True)
+class ScaleLoad:
+    """Growing the history to a size: ``added`` deliveries, each with its event and one attempt, by set-based SQL."""
+
+    added: int
+    seconds: float
+    deliveries_per_s: float | None
+    vacuum_analyze_seconds: float
+    checkpoint_seconds: float  # the CHECKPOINT after the load, so that no write-back overlaps the measurements
+    history_mb: dict[str, float]  # each history table with its indexes, after the load
+
+
+@dataclass(frozen=True)
+class ScaleSize:
+    """Every figure at one size, measured on an idle pipeline (``load_average`` and ``cpu`` say how idle)."""
+
+    deliveries: int  # retained: one per event, one attempt each
+    load: ScaleLoad
+    figures: dict[str, ScaleFigure]  # key -> figure (``bench.phases.scale.FIGURES`` names them)
+    load_average: tuple[float, float, float]  # os.getloadavg() as the measurements started
+    cpu: CpuUse  # during the measurements
+    plans: dict[str, str]  # EXPLAIN (ANALYZE, BUFFERS) of the claim and relay statements
+
+
+@dataclass(frozen=True)
+class ScaleRun:
+    """--scale: the history grown from size to size over ``days`` days, the same figures measured at each."""
+
+    days: int
+    repeats: int
+    sizes: list[ScaleSize]
+    skipped: list[str]  # sizes not run, and why
+    goal_ratio: float  # at most this, largest size over smallest
+    goal_ms: float  # under this at the largest size
+    goal_drop_ms: float  # dropping a day, whatever it holds
+
+    def failed_figures(self) -> list[str]:
+        return [f"{size.deliveries}: {key}: {figure.error}" for size in self.sizes
+                for key, figure in size.figures.items() if figure.error]  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Results:
     """A whole run. Everything but ``started_at``, ``config`` and ``notes`` is missing when the run failed early."""
 
@@ -318,6 +378,7 @@ class Results:
     rss: list[RssRow] = dataclasses.field(default_factory=list)
     totals: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    scale: ScaleRun | Failed | None = None  # --scale runs only this
 
     def as_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

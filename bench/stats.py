@@ -11,6 +11,14 @@ def pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def median(values: list[float]) -> float | None:
+    """The middle value; the mean of the two middle ones for an even count."""
+    if not values:
+        return None
+    ordered, middle = sorted(values), len(values) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def ms(value: float | None) -> float | None:
     """Seconds to milliseconds, rounded to 0.01 ms."""
     return None if value is None else round(value * 1000, 2)

@@ -1,4 +1,5 @@
-"""The phases in order, for each system under test: Sapien (every phase) and the peer (warm-up, (a), (b))."""
+"""The phases in order, for each system under test: Sapien (every phase) and the peer (warm-up, (a), (b));
+and, for --scale, Sapien's stack around the scale phase alone."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from bench.phases.delivery import delivery_phases, sapien_stages
 from bench.phases.held_transaction import held_transaction_phase
 from bench.phases.isolation import isolation_phase
 from bench.phases.relay import relay_phase
+from bench.phases.scale import METRICS_TOKEN, retention_hours, scale_phase
 from bench.phases.soak import soak_phase
 from bench.procs import MemorySampler, Proc
 from bench.progress import log
 from bench.receiving import ReceiverClient
-from bench.results import PeerRun, SapienRun
+from bench.results import PeerRun, SapienRun, ScaleRun
 from bench.stack import SapienStack, Services, redact
 
 
@@ -55,6 +57,26 @@ def sapien_run(
     return SapienRun(broker=redact(services.broker_url(broker)), warmup_missing=common.warmup_missing,
                      a_sustained=a, b_latency=common.b_latency, f_isolation=f_isolation, d_api=d_api,
                      c_relay=c_relay, g_held_transaction=g_held, soak=soak, exited_processes=exited)  # fmt: skip
+
+
+def scale_run(
+    cfg: Config, services: Services, work: Path, sampler: MemorySampler, receiver: ReceiverClient, receiver_url: str,
+    app_root: Path,
+) -> ScaleRun:  # fmt: skip
+    """Its own database and a redis-brokered stack whose retention keeps every day the phase loads."""
+    database = "sapien_scale"
+    services.create_database(database)
+    stack = SapienStack(services, "redis", work, sampler, app_root=app_root)
+    db_url = services.pg_url(database)
+    stack.env |= {"DATABASE_URL": db_url, "ESL_RETENTION_HOURS": str(retention_hours(cfg)),
+                  "ESL_METRICS_TOKEN": METRICS_TOKEN}  # fmt: skip
+    log(f"[scale] migrating {database}")
+    stack.migrate()
+    stack.start()
+    try:
+        return scale_phase(cfg, stack, db_url, receiver, receiver_url)
+    finally:
+        stack.stop()
 
 
 def peer_run(

@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import Min, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -8,8 +8,9 @@ from django.utils.timesince import timesince
 from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.services import delivery_redeliver
 from sapien.core.admin import OrganizationAdmin
+from sapien.core.history_admin import HistoryModelAdmin, IdListFilter
 from sapien.core.models import Organization
-from sapien.events.admin import announce_maintenance
+from sapien.events.admin import EventTypeListFilter, announce_maintenance
 from sapien.events.quota import quota_status
 from subscriptions.models import Subscription
 
@@ -26,11 +27,24 @@ class AttemptInline(admin.TabularInline[DeliveryAttempt, Delivery]):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin[Delivery]):
-    list_display = ["id", "event_type", "subscription", "status", "attempt_count", "last_status_code", "created_at"]
-    list_filter = ["status", "organization"]
-    search_fields = ["id", "event__id", "subscription__callback_url"]
-    list_select_related = ["event", "subscription"]
+class DeliveryAdmin(HistoryModelAdmin[Delivery]):
+    """The delivery log, newest event first, by subscription and then status or event type
+    (``sapien.core.history_admin``). No organization filter: no index of deliveries leads with it."""
+
+    history_time_field = "event_created_at"  # the event's time, copied onto the delivery: the partition key
+    history_filter_indexes = {
+        (): "delivery_event_created_idx",
+        ("subscription",): "delivery_sub_log_idx",
+        ("subscription", "status"): "delivery_sub_status_idx",
+        ("subscription", "event_type"): "delivery_sub_type_idx",
+    }
+    history_search_fields = ("pk", "event")
+    search_help_text = "A delivery id or an event id, exactly."
+    list_display = [
+        "id", "event_type", "subscription_link", "status", "attempt_count", "last_status_code", history_time_field,
+    ]  # fmt: skip
+    list_filter = [("subscription", IdListFilter), "status", ("event_type", EventTypeListFilter)]
+    list_select_related = ["subscription"]
     inlines = [AttemptInline]
     actions = ["redeliver"]
     readonly_fields = [
@@ -39,9 +53,9 @@ class DeliveryAdmin(admin.ModelAdmin[Delivery]):
     ]  # fmt: skip
     exclude = ["claim_token", "claimed_until"]
 
-    @admin.display(description="event type")
-    def event_type(self, obj: Delivery) -> str:
-        return obj.event.type
+    @admin.display(description="subscription")
+    def subscription_link(self, delivery: Delivery) -> str:
+        return format_html('<a href="?subscription={}">{}</a>', delivery.subscription_id, delivery.subscription)
 
     @admin.action(description="Redeliver the selected deliveries now")
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
@@ -50,6 +64,31 @@ class DeliveryAdmin(admin.ModelAdmin[Delivery]):
             delivery_redeliver(delivery=delivery)
             count += 1
         self.message_user(request, f"{count} deliveries will be sent again.", messages.SUCCESS)
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(HistoryModelAdmin[DeliveryAttempt]):
+    """Every attempt, newest first, or one delivery's (``sapien.core.history_admin``). Append-only: read here."""
+
+    history_time_field = "started_at"
+    history_filter_indexes = {(): "attempt_started_idx", ("delivery",): "attempt_delivery_idx"}
+    history_search_fields = ("pk", "delivery")
+    search_help_text = "An attempt id or a delivery id, exactly."
+    list_display = ["id", "started_at", "delivery_link", "number", "status_code", "succeeded", "duration_ms", "error"]
+    list_filter = [("delivery", IdListFilter)]
+    list_select_related = ()
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: DeliveryAttempt | None = None) -> bool:
+        return False
+
+    @admin.display(description="delivery")
+    def delivery_link(self, attempt: DeliveryAttempt) -> str:
+        url = reverse("admin:deliveries_delivery_change", args=[attempt.delivery_id])
+        return format_html('<a href="{}">{}</a>', url, attempt.delivery_id)
 
 
 @admin.register(Blob)
@@ -86,11 +125,17 @@ class OrganizationOperationsAdmin(OrganizationAdmin):
 
     @admin.display(description="oldest undelivered")
     def oldest_undelivered(self, organization: Organization) -> str:
+        # Each subscription's oldest pending delivery, one probe of delivery_sub_status_idx each: no index of
+        # deliveries leads with the organization (a scan of all its deliveries, per row of this page).
+        oldest_pending = (
+            Delivery.objects.filter(subscription=OuterRef("pk"), status=DeliveryStatus.PENDING)
+            .order_by("event_created_at")
+            .values("event_created_at")[:1]
+        )
         oldest = (
-            Delivery.objects.filter(organization=organization, status=DeliveryStatus.PENDING)
-            .order_by("created_at")
-            .values_list("created_at", flat=True)
-            .first()
+            Subscription.objects.filter(organization=organization)
+            .annotate(oldest=Subquery(oldest_pending))
+            .aggregate(first=Min("oldest"))["first"]
         )
         return timesince(oldest) + " ago" if oldest else "—"
 

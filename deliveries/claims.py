@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from deliveries.counters import counter_parameters, outcome_counts_sql
 from deliveries.models import DeliveryStatus
 from deliveries.retry import Outcome, deactivates_subscription
 from subscriptions.models import Subscription
@@ -33,8 +34,8 @@ CLAIMABLE = (
 )
 
 CLAIM_SQL = f"""
-WITH due AS (
-    SELECT id FROM deliveries_delivery
+WITH due AS MATERIALIZED (
+    SELECT id, event_created_at FROM deliveries_delivery
     WHERE {CLAIMABLE}
     ORDER BY next_attempt_at
     LIMIT %(batch)s
@@ -43,36 +44,50 @@ WITH due AS (
     UPDATE deliveries_delivery d
     SET claim_token = %(token)s, claimed_until = now() + make_interval(secs => %(lease)s),
         attempt_count = d.attempt_count + 1, updated_at = now()
-    FROM due WHERE d.id = due.id
-    RETURNING d.id, d.attempt_count, d.event_id, d.subscription_id
+    -- ARRAY(): primary-key lookups, never a scan of the table; the bounds prune it, when the statement
+    -- starts, to the partitions of the claimed rows' days.
+    WHERE d.id = ANY(ARRAY(SELECT id FROM due))
+      AND d.event_created_at >= (SELECT min(event_created_at) FROM due)
+      AND d.event_created_at <= (SELECT max(event_created_at) FROM due)
+    RETURNING d.id, d.attempt_count, d.event_id, d.event_created_at, d.subscription_id
+), events AS MATERIALIZED (  -- the claimed deliveries' events, looked up by key in their days' partitions as above
+    SELECT id, type, body, organization_id, created_at, recipient_id FROM events_event
+    WHERE id = ANY(ARRAY(SELECT event_id FROM claimed))
+      AND created_at >= (SELECT min(event_created_at) FROM due)
+      AND created_at <= (SELECT max(event_created_at) FROM due)
 )
 SELECT c.id, c.attempt_count,
        e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
        s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at
 FROM claimed c
-JOIN events_event e ON e.id = c.event_id
+JOIN events e ON e.id = c.event_id AND e.created_at = c.event_created_at
 JOIN subscriptions_subscription s ON s.id = c.subscription_id
 JOIN core_organization o ON o.id = s.organization_id
 """
 
-RECORD_SQL = """
+RECORD_SQL = f"""
 WITH attempts AS (  -- every attempt is a fact, kept even when the claim went stale
     INSERT INTO deliveries_deliveryattempt (
-        delivery_id, number, started_at, duration_ms, status_code, succeeded, error, response_excerpt
+        delivery_id, event_created_at, number, started_at, duration_ms, status_code, succeeded, error,
+        response_excerpt
     )
-    SELECT * FROM unnest(%(a_ids)s::uuid[], %(a_numbers)s::int[], %(a_started)s::timestamptz[],
-                         %(a_durations)s::int[], %(a_codes)s::int[], %(a_succeeded)s::boolean[],
-                         %(a_errors)s::text[], %(a_excerpts)s::text[])
-)
+    SELECT * FROM unnest(%(a_ids)s::uuid[], %(a_event_times)s::timestamptz[], %(a_numbers)s::int[],
+                         %(a_started)s::timestamptz[], %(a_durations)s::int[], %(a_codes)s::int[],
+                         %(a_succeeded)s::boolean[], %(a_errors)s::text[], %(a_excerpts)s::text[])
+), recorded AS (  -- the new delivery states, only where the claim still holds
 UPDATE deliveries_delivery d
 SET status = v.status, next_attempt_at = v.next_attempt_at, last_status_code = v.status_code,
     last_error = v.error, completed_at = v.completed_at,
     claim_token = NULL, claimed_until = NULL, updated_at = now()
-FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(next)s::timestamptz[], %(codes)s::int[],
-            %(errors)s::text[], %(completed)s::timestamptz[])
-     AS v(id, status, next_attempt_at, status_code, error, completed_at)
-WHERE d.id = v.id AND d.claim_token = %(token)s
-RETURNING d.id
+FROM unnest(%(ids)s::uuid[], %(event_times)s::timestamptz[], %(statuses)s::text[], %(next)s::timestamptz[],
+            %(codes)s::int[], %(errors)s::text[], %(completed)s::timestamptz[])
+     AS v(id, event_created_at, status, next_attempt_at, status_code, error, completed_at)
+WHERE d.id = v.id AND d.event_created_at = v.event_created_at AND d.claim_token = %(token)s
+RETURNING d.id, d.organization_id, d.status
+), counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
+    {outcome_counts_sql(recorded="recorded")}
+)
+SELECT id FROM recorded
 """
 
 
@@ -170,6 +185,7 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
                 {
                     "token": token,
                     "a_ids": [outcome.delivery.id for outcome, _ in sent],
+                    "a_event_times": [outcome.delivery.event.created_at for outcome, _ in sent],
                     "a_numbers": [outcome.delivery.attempt for outcome, _ in sent],
                     "a_started": [result.started_at for _, result in sent],
                     "a_durations": [result.duration_ms for _, result in sent],
@@ -177,12 +193,18 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
                     "a_succeeded": [outcome.status == DeliveryStatus.SUCCEEDED for outcome, _ in sent],
                     "a_errors": [result.error for _, result in sent],
                     "a_excerpts": [result.response_excerpt for _, result in sent],
+                    # Only when counted per organization: an empty array unnests to NULLs, and costs nothing to send.
+                    "a_organizations": [outcome.delivery.event.organization_id for outcome, _ in sent]
+                    if settings.ESL_METRICS_PER_ORGANIZATION
+                    else [],
                     "ids": [outcome.delivery.id for outcome in outcomes],
+                    "event_times": [outcome.delivery.event.created_at for outcome in outcomes],
                     "statuses": [str(outcome.status) for outcome in outcomes],
                     "next": [outcome.next_attempt_at for outcome in outcomes],
                     "codes": [outcome.result.status_code if outcome.result else None for outcome in outcomes],
                     "errors": [outcome.error for outcome in outcomes],
                     "completed": [None if outcome.status == DeliveryStatus.PENDING else now for outcome in outcomes],
+                    **counter_parameters(per_organization=settings.ESL_METRICS_PER_ORGANIZATION),
                 },
             )
             applied = {row[0] for row in cursor.fetchall()}

@@ -6,9 +6,10 @@ from sapien.core.filters import UTCDateTimeFilter
 
 class DeliveryFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
-    event_type = django_filters.CharFilter(field_name="event__type")
-    since = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    # The event's type and time, as copied onto the delivery: each filter is served by an index of the log.
+    event_type = django_filters.CharFilter(field_name="event_type")
+    since = UTCDateTimeFilter(field_name="event_created_at", lookup_expr="gte")
+    until = UTCDateTimeFilter(field_name="event_created_at", lookup_expr="lt")
 
     class Meta:
         model = Delivery

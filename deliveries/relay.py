@@ -10,10 +10,12 @@ others have not locked.
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 
+from deliveries.counters import counter_parameters, relay_counts_sql
 from deliveries.new_deliveries import new_deliveries_sql
 from deliveries.wakeups import wake_delivery_workers, wakeups_for
 from sapien.events.catalog import patterns_match_sql
@@ -22,15 +24,18 @@ from sapien.events.outbox import record_event
 from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, counted_sql, quota_limits, window_start_sql
 
 RELAY_SQL = """
-WITH claimed AS (
+WITH due AS MATERIALIZED (
+    SELECT id, created_at FROM events_event
+    WHERE relayed_at IS NULL
+    ORDER BY created_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
     UPDATE events_event SET relayed_at = now()
-    WHERE id = ANY(ARRAY(  -- ARRAY(): primary-key lookups, never a scan of the whole (retained) table
-        SELECT id FROM events_event
-        WHERE relayed_at IS NULL
-        ORDER BY created_at
-        LIMIT %(batch)s
-        FOR UPDATE SKIP LOCKED
-    ))
+    -- ARRAY(): primary-key lookups, never a scan of the whole (retained) table; the bounds on created_at
+    -- prune the update to the partitions that hold the batch, when the statement starts.
+    WHERE id = ANY(ARRAY(SELECT id FROM due))
+      AND created_at >= (SELECT min(created_at) FROM due) AND created_at <= (SELECT max(created_at) FROM due)
     RETURNING id, organization_id, type, created_at, recipient_id,
               {window_start} AS window_start, {counted} AS counted
 ), windows AS (
@@ -49,7 +54,7 @@ WITH claimed AS (
     JOIN core_organization o ON o.id = c.organization_id
     JOIN unnest(%(tiers)s::text[], %(limits)s::int[]) AS l(tier, events_per_hour) ON l.tier = o.tier
 ), placed AS (
-    SELECT e.id, e.organization_id, e.type, e.recipient_id,
+    SELECT e.id, e.organization_id, e.type, e.created_at, e.recipient_id,
            CASE WHEN q.before + row_number() OVER (PARTITION BY e.organization_id, e.window_start, e.counted
                                                    ORDER BY e.created_at, e.id) > q.quota
                 THEN e.window_start + make_interval(secs => %(window)s) END AS not_before
@@ -63,8 +68,10 @@ WITH claimed AS (
         WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id
         ELSE s.active AND {matches}
     END
-    ON CONFLICT (event_id, subscription_id) DO NOTHING
-    RETURNING 1
+    ON CONFLICT (event_id, subscription_id, event_created_at) DO NOTHING
+    RETURNING organization_id
+), relay_counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
+    {count}
 )
 SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM fanned),
        q.organization_id, q.window_start, q.before, q.after, q.quota
@@ -73,11 +80,9 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
     window_start=window_start_sql("created_at"),
     counted=counted_sql("type"),
     matches=patterns_match_sql("s.events", "e.type"),
-    insert_deliveries=new_deliveries_sql(
-        organization_id="e.organization_id", event_id="e.id", subscription_id="s.id",
-        due_at="greatest(now(), e.not_before)",
-    ),
-)  # fmt: skip
+    count=relay_counts_sql(events="placed", deliveries="fanned"),
+    insert_deliveries=new_deliveries_sql(event="e", subscription_id="s.id", due_at="greatest(now(), e.not_before)"),
+)
 
 
 @dataclass(frozen=True)
@@ -86,17 +91,25 @@ class RelayBatch:
     deliveries: int
 
 
+def relay_parameters(*, batch_size: int) -> dict[str, Any]:
+    """``RELAY_SQL``'s parameters: the batch, the tiers' quotas, the quota window, the counters' shard."""
+    tiers, limits = zip(*quota_limits().items(), strict=True)
+    return {
+        "batch": batch_size,
+        "tiers": list(tiers),
+        "limits": list(limits),
+        "window": WINDOW.total_seconds(),
+        **counter_parameters(per_organization=settings.ESL_METRICS_PER_ORGANIZATION),
+    }
+
+
 def relay_batch(*, batch_size: int) -> RelayBatch:
     """Relays one batch in one statement (claim, count against the quota, fan out) and its own transaction.
 
     Deliveries of events past their organization's hourly quota are due when the next window opens.
     """
-    tiers, limits = zip(*quota_limits().items(), strict=True)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            RELAY_SQL,
-            {"batch": batch_size, "tiers": list(tiers), "limits": list(limits), "window": WINDOW.total_seconds()},
-        )
+        cursor.execute(RELAY_SQL, relay_parameters(batch_size=batch_size))
         rows = cursor.fetchall()
         for _, _, organization_id, start, before, after, quota in rows:
             if organization_id is not None:

@@ -15,7 +15,8 @@ from subscriptions.models import Subscription
 
 CANDIDATES = """
 FROM events_event e
-LEFT JOIN deliveries_delivery d ON d.event_id = e.id AND d.subscription_id = %(subscription)s
+LEFT JOIN deliveries_delivery d
+    ON d.event_id = e.id AND d.subscription_id = %(subscription)s AND d.event_created_at = e.created_at
 WHERE e.organization_id = %(organization)s
   AND e.created_at >= %(since)s AND e.created_at < %(until)s AND e.created_at >= %(retention)s
   AND (e.recipient_id IS NULL OR e.recipient_id = %(subscription)s)
@@ -26,12 +27,10 @@ WHERE e.organization_id = %(organization)s
 COUNT_SQL = "SELECT count(*) " + CANDIDATES
 
 REPLAY_SQL = (
-    new_deliveries_sql(
-        organization_id="e.organization_id", event_id="e.id", subscription_id="%(subscription)s", due_at="now()"
-    )
+    new_deliveries_sql(event="e", subscription_id="%(subscription)s", due_at="now()")
     + CANDIDATES
     + f"""
-ON CONFLICT (event_id, subscription_id) DO UPDATE
+ON CONFLICT (event_id, subscription_id, event_created_at) DO UPDATE
 SET status = '{DeliveryStatus.PENDING}', attempt_count = 0, next_attempt_at = now(),
     claim_token = NULL, claimed_until = NULL, completed_at = NULL, updated_at = now()
 """

@@ -1,109 +1,127 @@
-"""Purging what is older than ``ESL_RETENTION_HOURS``, in bounded batches with short transactions.
+"""Retention: history older than ``ESL_RETENTION_HOURS`` goes a whole day partition at a time.
 
-A delivery still pending when its event leaves the retention window is first
-marked failed (visible in the log, with the reason), never silently dropped;
-it is purged on a later pass, once it has been failed for ``FAILED_VISIBLE``.
-Events the relay has not fanned out yet are never purged.
+Each pass (beat, every 5 minutes) first keeps the partitions ready (``partitions.py``), then:
+
+- marks failed every delivery still pending whose event left the retention window (visible in the
+  log, with the reason, never silently dropped);
+- drops each day partition that ended before the window, once ``FAILED_VISIBLE`` has passed as
+  well, unless it holds an event the relay has not fanned out yet, or events a failing or disabled
+  subscription missed (``replay_hold_start``): those stay replayable until it recovers, is re-enabled
+  with its replay, or is deleted.
+
+Dropping a day costs the same whatever it holds; nothing is deleted row by row but the blob rows of
+the day's events and quota windows past use.
 """
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from deliveries.models import DeliveryStatus
+from deliveries.partitions import EVENTS, history_day_drop, history_days, history_partitions_ensure
+from deliveries.retry import longest_retry_chain
+from sapien.core.partitions import DayPartition
+from sapien.events.quota import WINDOW
 from sapien.events.selectors import retention_start
+from subscriptions.models import Subscription
 
 logger = logging.getLogger(__name__)
 
-BATCH = 1000
 FAILED_VISIBLE = timedelta(hours=1)
+RETENTION_EXPIRED = "retention expired before a successful attempt"
 
-EXPIRE_PENDING_SQL = """
-UPDATE deliveries_delivery SET status = 'failed', completed_at = %(now)s, updated_at = %(now)s,
-    last_error = 'retention expired before a successful attempt', claim_token = NULL, claimed_until = NULL
-WHERE id IN (
-    SELECT d.id FROM deliveries_delivery d JOIN events_event e ON e.id = d.event_id
-    WHERE d.status = 'pending' AND e.created_at < %(cutoff)s
-    LIMIT %(batch)s FOR UPDATE OF d SKIP LOCKED
-)
-"""
-
-# Events old enough, relayed, and without a delivery that is pending or only recently failed.
-PURGEABLE_EVENTS = """
-SELECT e.id FROM events_event e
-WHERE e.created_at < %(cutoff)s AND e.relayed_at IS NOT NULL
-  AND NOT EXISTS (
-    SELECT 1 FROM deliveries_delivery d
-    WHERE d.event_id = e.id AND (d.status = 'pending' OR d.completed_at > %(visible_since)s)
-  )
-ORDER BY e.created_at
-LIMIT %(batch)s
-FOR UPDATE OF e SKIP LOCKED
+EXPIRE_PENDING_SQL = f"""
+UPDATE deliveries_delivery SET status = '{DeliveryStatus.FAILED}', completed_at = %(now)s, updated_at = %(now)s,
+    last_error = '{RETENTION_EXPIRED}', claim_token = NULL, claimed_until = NULL
+WHERE status = '{DeliveryStatus.PENDING}' AND event_created_at < %(cutoff)s
 """
 
 
 @dataclass
 class PurgeResult:
     expired_pending: int = 0
-    events: int = 0
-    deliveries: int = 0
-    attempts: int = 0
+    days: int = 0
     blobs: int = 0
     quota_windows: int = 0
-    blob_paths: list[str] = field(default_factory=list, repr=False)
+    partitions_created: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)  # day -> why it is kept past retention
 
 
-def purge_expired(*, now: datetime | None = None, batch: int = BATCH, max_batches: int = 1000) -> PurgeResult:
+def check_retention_outlasts_retries() -> None:
+    """Refuses a retention shorter than a delivery's longest life (the quota's deferral, then its whole
+    retry chain): retention would mark deliveries failed while their retries still run."""
+    needed = WINDOW + longest_retry_chain()
+    if timedelta(hours=settings.ESL_RETENTION_HOURS) < needed:
+        raise ImproperlyConfigured(
+            f"ESL_RETENTION_HOURS ({settings.ESL_RETENTION_HOURS:g}) must be at least "
+            f"{needed.total_seconds() / 3600:.1f} hours: the quota window plus the longest retry chain that "
+            "ESL_RETRY_DELAY_MS and ESL_RETRY_MAX_DELAY_MS allow."
+        )
+
+
+def replay_hold_margin() -> timedelta:
+    """How long before its first failure ended a failing subscription's missed events may start: one
+    delivery's longest life, and an hour more."""
+    return WINDOW + longest_retry_chain() + timedelta(hours=1)
+
+
+def replay_hold_start() -> datetime | None:
+    """From when a failing or disabled subscription's missed events must stay: its first failure (or, if
+    it was disabled by hand, its disabling), less ``replay_hold_margin()``; ``None`` when none holds any."""
+    start = (
+        Subscription.objects.filter(Q(failing_since__isnull=False) | Q(active=False, disabled_at__isnull=False))
+        .annotate(missed_since=Coalesce("failing_since", "disabled_at"))
+        .order_by("missed_since")
+        .values_list("missed_since", flat=True)
+        .first()
+    )
+    return None if start is None else start - replay_hold_margin()
+
+
+def oldest_unrelayed() -> datetime | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(created_at) FROM events_event WHERE relayed_at IS NULL")  # the outbox index
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def purge_expired(*, now: datetime | None = None) -> PurgeResult:
     now = now or timezone.now()
     cutoff = retention_start(now)
-    params: dict[str, Any] = {"now": now, "cutoff": cutoff, "batch": batch, "visible_since": now - FAILED_VISIBLE}
-    result = PurgeResult()
-    for _ in range(max_batches):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(EXPIRE_PENDING_SQL, params)
-            expired = cursor.rowcount
-        result.expired_pending += expired
-        if expired < batch:
-            break
+    result = PurgeResult(partitions_created=history_partitions_ensure(now=now))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(EXPIRE_PENDING_SQL, {"now": now, "cutoff": cutoff})
+        result.expired_pending = cursor.rowcount
     if result.expired_pending:
         logger.warning(
             "%s pending deliveries reached the end of retention and were marked failed.", result.expired_pending
         )
-    for _ in range(max_batches):
-        if not _purge_batch(params, result):
+    unrelayed, hold = oldest_unrelayed(), replay_hold_start()
+    for day in history_days():
+        end = DayPartition(EVENTS.name, day).end
+        if end > cutoff - FAILED_VISIBLE:
             break
-    for path in result.blob_paths:
-        default_storage.delete(path)
-    # Quota windows older than the retention window are of no further use.
-    with transaction.atomic(), connection.cursor() as cursor:
+        if unrelayed is not None and end > unrelayed:
+            result.kept[day.isoformat()] = "it holds events the relay has not fanned out yet"
+        elif hold is not None and end > hold:
+            result.kept[day.isoformat()] = "a failing or disabled subscription missed events of it"
+        else:
+            paths = history_day_drop(day)
+            for path in paths:
+                default_storage.delete(path)
+            result.days += 1
+            result.blobs += len(paths)
+    if result.kept:
+        logger.warning("History kept past retention: %s", result.kept)
+    with transaction.atomic(), connection.cursor() as cursor:  # quota windows past use
         cursor.execute("DELETE FROM events_quotausage WHERE window_start < %s", [cutoff - timedelta(hours=1)])
         result.quota_windows = cursor.rowcount
     return result
-
-
-def _purge_batch(params: dict[str, Any], result: PurgeResult) -> int:
-    """Deletes one batch of events with their deliveries, attempts and blobs, in one short transaction."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS purge_ids (id uuid) ON COMMIT DELETE ROWS")
-        cursor.execute(f"INSERT INTO purge_ids {PURGEABLE_EVENTS}", params)
-        events = cursor.rowcount
-        if not events:
-            return 0
-        cursor.execute(
-            "DELETE FROM deliveries_deliveryattempt WHERE delivery_id IN ("
-            " SELECT d.id FROM deliveries_delivery d JOIN purge_ids p ON p.id = d.event_id)"
-        )
-        result.attempts += cursor.rowcount
-        cursor.execute("DELETE FROM deliveries_delivery WHERE event_id IN (SELECT id FROM purge_ids)")
-        result.deliveries += cursor.rowcount
-        cursor.execute("DELETE FROM deliveries_blob WHERE event_id IN (SELECT id FROM purge_ids) RETURNING path")
-        paths = [row[0] for row in cursor.fetchall()]
-        result.blobs += len(paths)
-        result.blob_paths.extend(paths)
-        cursor.execute("DELETE FROM events_event WHERE id IN (SELECT id FROM purge_ids)")
-        result.events += cursor.rowcount
-    return events

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from deliveries.models import DeliveryStatus
 from deliveries.transport import DeliveryResult
+from sapien.core.models import Tier
 from sapien.core.tiers import limits_for
 
 if TYPE_CHECKING:  # claims records outcomes, so it imports this module
@@ -52,6 +53,16 @@ def backoff_seconds(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, settings.ESL_RETRY_MAX_DELAY_MS / 1000)
+
+
+def longest_retry_chain() -> timedelta:
+    """The longest a delivery can stay pending between its first attempt and its last: the largest tier
+    budget of retries, each at its longest delay (+20 % jitter, within the cap)."""
+    retries = max(limits_for(tier).retry_budget for tier in Tier)
+    cap = settings.ESL_RETRY_MAX_DELAY_MS / 1000
+    return timedelta(
+        seconds=sum(min(settings.ESL_RETRY_DELAY_MS / 1000 * 2 ** (n - 1) * 1.2, cap) for n in range(1, retries + 1))
+    )
 
 
 def next_attempt_time(attempt_number: int, *, now: datetime, retry_after: float | None = None) -> datetime:

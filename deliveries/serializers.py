@@ -16,7 +16,7 @@ class DeliverySerializer(serializers.ModelSerializer):
 
     subscription_id = serializers.UUIDField(read_only=True)
     event = serializers.SerializerMethodField()
-    attempts = AttemptSerializer(many=True, read_only=True)
+    attempts = AttemptSerializer(many=True, read_only=True, source="attempt_list")  # selectors.with_events_and_attempts
 
     class Meta:
         model = Delivery

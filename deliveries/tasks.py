@@ -32,4 +32,4 @@ def relay_outbox(**kwargs: Any) -> int:
 
 @shared_task(name="deliveries.purge_expired", ignore_result=True)
 def purge_expired(**kwargs: Any) -> int:
-    return retention.purge_expired().events
+    return retention.purge_expired().days

@@ -1,5 +1,7 @@
+from collections.abc import Sequence
 from typing import Any
 
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,7 +17,7 @@ from deliveries.blobs import is_valid_blob_signature, open_blob
 from deliveries.filters import DeliveryFilter
 from deliveries.models import Blob, Delivery, DeliveryStatus
 from deliveries.replay import events_replay
-from deliveries.selectors import deliveries_of
+from deliveries.selectors import deliveries_of, with_events_and_attempts
 from deliveries.serializers import DeliverySerializer
 from deliveries.services import delivery_redeliver
 from subscriptions.models import Subscription
@@ -38,11 +40,19 @@ class SubscriptionDeliveriesMixin:
             return Delivery.objects.none()
         return deliveries_of(self.get_subscription())
 
+    def get_object(self) -> Delivery:
+        return with_events_and_attempts([super().get_object()])[0]  # type: ignore[misc]
+
 
 class DeliveryListView(SubscriptionDeliveriesMixin, generics.ListAPIView):
     serializer_class = DeliverySerializer
+    cursor_ordering = ("-event_created_at", "-id")  # the log's order: its event's time (sapien.core.pagination)
     filterset_class = DeliveryFilter
     read_scope = "events:read"
+
+    def paginate_queryset(self, queryset: QuerySet[Any, Any] | Sequence[Any]) -> list[Any] | None:
+        page = super().paginate_queryset(queryset)
+        return None if page is None else with_events_and_attempts(page)
 
 
 class DeliveryDetailView(SubscriptionDeliveriesMixin, generics.RetrieveAPIView):
@@ -60,8 +70,8 @@ class RedeliverView(SubscriptionDeliveriesMixin, generics.GenericAPIView):
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         delivery: Delivery = self.get_object()
         delivery = delivery_redeliver(delivery=delivery)
-        return Response(self.get_serializer(deliveries_of(delivery.subscription).get(pk=delivery.pk)).data,
-                        status=status.HTTP_202_ACCEPTED)  # fmt: skip
+        (delivery,) = with_events_and_attempts([delivery])
+        return Response(self.get_serializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
 class BlobView(APIView):

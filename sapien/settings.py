@@ -187,8 +187,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["sapien.core.permissions.HasRequiredScope"],
     "DEFAULT_PARSER_CLASSES": ["sapien.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["sapien.core.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "sapien.core.pagination.Pagination",
-    "PAGE_SIZE": 50,
+    # Keyset cursors, newest first, no count; page sizes are sapien.core.pagination's (50, at most 200).
+    "DEFAULT_PAGINATION_CLASS": "sapien.core.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "sapien.core.errors.exception_handler",
@@ -359,3 +359,7 @@ elif ESL_BLOB_STORAGE_URL.startswith("file://"):
 ESL_DELIVERY_WAKEUPS = env_int("ESL_DELIVERY_WAKEUPS", 2)
 ESL_DELIVERY_TASK_SECONDS = env_duration("ESL_DELIVERY_TASK_SECONDS", 20)
 ESL_CLAIM_LEASE_MARGIN_SECONDS = env_duration("ESL_CLAIM_LEASE_MARGIN_SECONDS", 30)
+# /metrics: with a token, only ``Authorization: Bearer <token>``; without one, only clients on this host.
+ESL_METRICS_TOKEN = env_str("ESL_METRICS_TOKEN", "")
+# Counters and quota gauges by organization too: about 30 series more per organization (docs/operations.md).
+ESL_METRICS_PER_ORGANIZATION = env_bool("ESL_METRICS_PER_ORGANIZATION", False)

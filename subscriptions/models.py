@@ -30,8 +30,12 @@ class Subscription(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["organization", "active"], name="subscription_org_active_idx")]
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "active"], name="subscription_org_active_idx"),
+            # The list's order: a page is one range of it (sapien.core.pagination).
+            models.Index(fields=["organization", "-created_at", "-id"], name="subscription_org_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.callback_url} ({', '.join(self.events)})"

@@ -144,16 +144,17 @@ def subscription_rotate_secret(*, subscription: Subscription, secret: str | None
 
 
 def missed_while_disabled(subscription: Subscription, *, now: datetime) -> dict[str, Any] | None:
-    """What a re-enabled subscription missed, with the replay that would catch it up."""
+    """What a re-enabled subscription missed, from its first failed delivery (or its disabling by hand), with
+    the replay that would catch it up: retention keeps all of it until then (deliveries/retention.py)."""
     if subscription.disabled_at is None:
         return None
+    since = min(subscription.failing_since or subscription.disabled_at, subscription.disabled_at)
     count = count_matching_events(
-        organization_id=subscription.organization_id, patterns=subscription.events,
-        since=subscription.disabled_at, until=now,
-    )  # fmt: skip
+        organization_id=subscription.organization_id, patterns=subscription.events, since=since, until=now
+    )
     return {
         "events": count,
-        "since": subscription.disabled_at,
+        "since": since,
         "until": now,
         "replay": f"/api/v1/subscriptions/{subscription.id}/replay",
     }

@@ -32,8 +32,9 @@ def held_transaction_phase(
         load = run_load(api, token, person_body(f"hold-{broker}"), count=10**9, threads=cfg.threads,
                         max_seconds=cfg.hold_seconds)  # fmt: skip
         with psycopg.connect(db_url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'deliveries_delivery'"
+            row = conn.execute(  # the table is partitioned by day: its partitions hold the rows
+                "SELECT coalesce(sum(s.n_dead_tup), 0) FROM pg_stat_user_tables s"
+                " JOIN pg_inherits i ON i.inhrelid = s.relid WHERE i.inhparent = 'deliveries_delivery'::regclass"
             ).fetchone()
     finally:
         holder.rollback()

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.core.validators import MaxLengthValidator
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
 
 from sapien.core.models import Organization
 
@@ -52,8 +54,16 @@ class Person(TracksOriginalValues):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["organization", "-created_at"])]
+        ordering = ["-created_at", "-id"]
+        # The list's order, alone and after each equality filter: a page is one index range
+        # (sapien.core.pagination). ``email`` is compared case-insensitively, as its filter does.
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="person_org_created_idx"),
+            models.Index(fields=["organization", "status", "-created_at", "-id"], name="person_org_status_idx"),
+            models.Index(
+                F("organization"), Upper("email"), F("created_at").desc(), F("id").desc(), name="person_org_email_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -69,8 +79,15 @@ class Pet(TracksOriginalValues):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["organization", "-created_at"])]
+        ordering = ["-created_at", "-id"]
+        # The list's order, alone and after each equality filter (``type`` case-insensitively, as filtered).
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="pet_org_created_idx"),
+            models.Index(
+                F("organization"), Upper("type"), F("created_at").desc(), F("id").desc(), name="pet_org_type_idx"
+            ),
+            models.Index(fields=["owner", "-created_at", "-id"], name="pet_owner_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.type})"
@@ -85,8 +102,12 @@ class Toy(TracksOriginalValues):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created_at", "id"]
-        indexes = [models.Index(fields=["organization", "-created_at"])]
+        ordering = ["-created_at", "-id"]
+        # The list's order, alone and after the ``pet`` filter.
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="toy_org_created_idx"),
+            models.Index(fields=["pet", "-created_at", "-id"], name="toy_pet_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -1,24 +1,71 @@
+from collections.abc import Iterator
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
+from sapien.core.history_admin import HistoryModelAdmin, IdListFilter
 from sapien.core.models import Organization
+from sapien.events.catalog import EVENT_TYPES
 from sapien.events.models import Event
 from sapien.events.notices import maintenance_announce
 
 
+class EventTypeListFilter(admin.FieldListFilter):
+    """The catalog's event types, for any field holding one: Django's default would read the column's distinct
+    values from the whole table on every page."""
+
+    def __init__(self, field: Any, request: HttpRequest, params: dict[str, Any], model: Any, model_admin: Any,
+                 field_path: str) -> None:  # fmt: skip
+        self.parameter = field_path
+        super().__init__(field, request, params, model, model_admin, field_path)
+        values = self.used_parameters.get(self.parameter)
+        self.value = str(values[-1]) if isinstance(values, list) and values else None
+
+    def expected_parameters(self) -> list[str | None]:
+        return [self.parameter]
+
+    def choices(self, changelist: Any) -> Iterator[Any]:
+        yield {
+            "selected": self.value is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter]),
+            "display": "All",
+        }
+        for event_type in EVENT_TYPES:
+            yield {
+                "selected": self.value == event_type,
+                "query_string": changelist.get_query_string({self.parameter: event_type}),
+                "display": event_type,
+            }
+
+
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin[Event]):
-    list_display = ["id", "type", "organization", "created_at", "relayed_at"]
-    list_filter = ["type", "organization"]
-    search_fields = ["id", "type"]
+class EventAdmin(HistoryModelAdmin[Event]):
+    """The event log, newest first, by organization and type (``sapien.core.history_admin``)."""
+
+    history_time_field = "created_at"
+    history_filter_indexes = {
+        (): "event_created_idx",
+        ("organization",): "event_org_created_idx",
+        ("organization", "type"): "event_org_type_created_idx",
+    }
+    search_help_text = "An event id, exactly."
+    list_display = ["id", "type", "organization_link", "created_at", "relayed_at"]
+    list_filter = [("organization", IdListFilter), ("type", EventTypeListFilter)]
+    list_select_related = ["organization"]
     readonly_fields = ["id", "organization", "type", "body", "created_at", "relayed_at", "recipient_id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="organization")
+    def organization_link(self, event: Event) -> str:
+        return format_html('<a href="?organization={}">{}</a>', event.organization_id, event.organization)
 
 
 class MaintenanceForm(forms.Form):

@@ -16,6 +16,8 @@ from sapien.core.models import Organization
 
 
 class Event(models.Model):
+    """Partitioned by day on ``created_at``; the table's primary key is (id, created_at)."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Indexed by event_org_created_idx (organization first): a separate index would only slow writes.
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events", db_index=False)
@@ -28,12 +30,12 @@ class Event(models.Model):
     recipient_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["created_at"], name="event_outbox_idx", condition=models.Q(relayed_at__isnull=True)),
-            models.Index(fields=["organization", "-created_at"], name="event_org_created_idx"),
-            models.Index(fields=["organization", "type", "-created_at"], name="event_org_type_created_idx"),
-            models.Index(fields=["created_at"], name="event_created_idx"),
+            models.Index(fields=["organization", "-created_at", "-id"], name="event_org_created_idx"),
+            models.Index(fields=["organization", "type", "-created_at", "-id"], name="event_org_type_created_idx"),
+            models.Index(fields=["-created_at", "-id"], name="event_created_idx"),
         ]
 
     def __str__(self) -> str:

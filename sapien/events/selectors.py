@@ -17,7 +17,10 @@ def retention_start(now: datetime | None = None) -> datetime:
 
 
 def events_of(organization: Any) -> QuerySet[Event]:
-    return Event.objects.filter(organization=organization, created_at__gte=retention_start()).order_by("-created_at")
+    """The organization's retained events, newest first: the history's cursor order (event_org_created_idx)."""
+    return Event.objects.filter(organization=organization, created_at__gte=retention_start()).order_by(
+        "-created_at", "-id"
+    )
 
 
 MATCHING_COUNT_SQL = """
@@ -40,13 +43,18 @@ def count_matching_events(*, organization_id: Any, patterns: list[str], since: d
     return int(row[0]) if row else 0
 
 
-def outbox_state() -> tuple[int, float]:
-    """How far the relay is behind: events not yet fanned out, and the age in seconds of the oldest."""
+OUTBOX_STATE_SQL = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM events_event WHERE relayed_at IS NULL LIMIT %(cap)s) AS unrelayed),
+       coalesce((SELECT extract(epoch FROM now() - created_at) FROM events_event WHERE relayed_at IS NULL
+                 ORDER BY created_at LIMIT 1), 0)
+"""  # both on event_outbox_idx (unrelayed rows only): never the relayed history
+
+
+def outbox_state(*, cap: int | None = None) -> tuple[int, float]:
+    """How far the relay is behind: events not yet fanned out (counted up to ``cap``, when given, which bounds
+    the cost of a long backlog), and the age in seconds of the oldest."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-            " FROM events_event WHERE relayed_at IS NULL"
-        )
+        cursor.execute(OUTBOX_STATE_SQL, {"cap": cap})  # LIMIT NULL: no limit
         depth, lag = cursor.fetchone() or (0, 0)
     return int(depth), float(lag)
 

@@ -21,10 +21,11 @@ def failed_delivery(organization):
     event = record_event(organization_id=organization.id, event_type="person.created", data={"name": "Ada"})
     assert event is not None
     delivery = Delivery.objects.create(
-        organization=organization, event=event, subscription=subscription, status=DeliveryStatus.FAILED, attempt_count=4
-    )
+        organization=organization, event=event, event_created_at=event.created_at, event_type=event.type,
+        subscription=subscription, status=DeliveryStatus.FAILED, attempt_count=4,
+    )  # fmt: skip
     DeliveryAttempt.objects.create(
-        delivery=delivery, number=4, started_at=timezone.now(), duration_ms=40, status_code=503, succeeded=False,
+        delivery=delivery, event_created_at=event.created_at, number=4, started_at=timezone.now(), duration_ms=40, status_code=503, succeeded=False,
         response_excerpt="try later",
     )  # fmt: skip
     return delivery

@@ -52,8 +52,9 @@ def world(organization, make_api) -> dict[str, Any]:
     event = Event.objects.filter(organization=organization).first()
     assert event is not None
     delivery = Delivery.objects.create(
-        organization=organization, event=event, subscription=subscription, status="failed"
-    )
+        organization=organization, event=event, event_created_at=event.created_at, event_type=event.type,
+        subscription=subscription, status="failed",
+    )  # fmt: skip
     ids = {
         "/api/persons/": person["id"], "/api/pets/": pet["id"], "/api/toys/": toy["id"],
         "/api/v1/subscriptions/": str(subscription.id), "/api/v1/availability/profiles/": str(profile.id),

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from deliveries.blobs import blob_signature
 from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus
+from sapien.events.models import Event
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
 
@@ -27,12 +28,14 @@ def log(organization):
     ):
         event = record_event(organization_id=organization.id, event_type=event_type, data={"n": index})
         assert event is not None
+        event.created_at = timezone.now() - timedelta(minutes=10 - index)  # minutes apart, oldest first
+        Event.objects.filter(pk=event.pk).update(created_at=event.created_at)
         delivery = Delivery.objects.create(
-            organization=organization, event=event, subscription=subscription, status=status
-        )
-        Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(minutes=10 - index))
+            organization=organization, event=event, event_created_at=event.created_at, event_type=event.type,
+            subscription=subscription, status=status,
+        )  # fmt: skip
         DeliveryAttempt.objects.create(
-            delivery=delivery, number=1, started_at=timezone.now(), duration_ms=12, status_code=500,
+            delivery=delivery, event_created_at=event.created_at, number=1, started_at=timezone.now(), duration_ms=12, status_code=500,
             succeeded=False, response_excerpt="nope",
         )  # fmt: skip
         deliveries.append(delivery)
@@ -61,11 +64,13 @@ def test_filters(api: APIClient, log) -> None:
     subscription, deliveries = log
     url = f"/api/v1/subscriptions/{subscription.id}/deliveries"
 
-    assert api.get(url, {"status": "failed"}).json()["count"] == 1
+    assert [entry["id"] for entry in api.get(url, {"status": "failed"}).json()["results"]] == [str(deliveries[1].id)]
     assert api.get(url, {"event_type": "person.created"}).json()["results"][0]["id"] == str(deliveries[0].id)
     since = (timezone.now() - timedelta(minutes=8, seconds=30)).isoformat()
-    assert api.get(url, {"since": since}).json()["count"] == 1
-    assert api.get(url, {"until": since}).json()["count"] == 2
+    assert [entry["id"] for entry in api.get(url, {"since": since}).json()["results"]] == [str(deliveries[2].id)]
+    assert [entry["id"] for entry in api.get(url, {"until": since}).json()["results"]] == [
+        str(deliveries[1].id), str(deliveries[0].id)
+    ]  # fmt: skip
     assert api.get(url, {"status": "exploded"}).status_code == 400
 
 

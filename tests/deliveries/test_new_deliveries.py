@@ -8,7 +8,7 @@ from deliveries.new_deliveries import new_deliveries_sql, new_delivery_values
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
 
-COLUMNS = set(new_delivery_values(organization_id="o", event_id="e", subscription_id="s", due_at="now()"))
+COLUMNS = set(new_delivery_values(event="e", subscription_id="s", due_at="now()"))
 
 
 def test_every_column_named_is_a_column_of_the_model() -> None:
@@ -30,14 +30,14 @@ def test_a_row_it_inserts_reads_back_as_a_pending_delivery_due_at_the_time_given
         event = record_event(organization_id=organization.id, event_type="system.ping", data={})
     assert event is not None
 
-    sql = new_deliveries_sql(
-        organization_id="%(organization)s", event_id="%(event)s", subscription_id="%(subscription)s",
-        due_at="'2030-01-01T00:00:00Z'::timestamptz",
-    )  # fmt: skip
+    sql = new_deliveries_sql(event="e", subscription_id="%(subscription)s", due_at="'2030-01-01T00:00:00Z'::timestamptz")
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"organization": organization.id, "event": event.id, "subscription": subscription.id})
+        cursor.execute(
+            sql + "FROM events_event e WHERE e.id = %(event)s", {"event": event.id, "subscription": subscription.id}
+        )
 
     delivery = Delivery.objects.get(event=event, subscription=subscription)
     assert (delivery.status, delivery.attempt_count, delivery.last_error) == (DeliveryStatus.PENDING, 0, "")
     assert delivery.next_attempt_at is not None and delivery.next_attempt_at.year == 2030
     assert delivery.claim_token is None and delivery.completed_at is None
+    assert (delivery.event_created_at, delivery.event_type) == (event.created_at, "system.ping")

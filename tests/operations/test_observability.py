@@ -1,4 +1,4 @@
-"""Metrics that move with deliveries, JSON logs with the correlation id and no secrets, maintenance notices."""
+"""JSON logs with the correlation id and no secrets, maintenance notices. (/metrics: test_metrics.py.)"""
 
 import json
 import logging
@@ -8,13 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
 
 from deliveries.claims import claim_due, record_outcomes
-from deliveries.models import DeliveryStatus
 from deliveries.relay import relay_pending
-from deliveries.retry import Outcome
-from deliveries.transport import DeliveryResult
 from sapien.core.context import bind_context, clear_context
 from sapien.core.logging import CorrelationIdFilter, JsonFormatter
 from sapien.core.models import Organization
@@ -24,51 +20,6 @@ from subscriptions.models import Subscription
 from tests.support.claimed import send_claimed
 
 pytestmark = pytest.mark.django_db
-
-
-def metric(client: Client, line_start: str) -> float:
-    text = client.get("/metrics").content.decode()
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
-    return values[0] if values else 0.0
-
-
-def test_metrics_move_when_deliveries_happen(client: Client, organization) -> None:
-    Subscription.objects.create(
-        organization=organization, callback_url="https://h.example.com/", events=["*"], secret="s" * 20
-    )
-    assert metric(client, "sapien_outbox_depth") == 0
-    for _ in range(3):
-        record_event(organization_id=organization.id, event_type="person.created", data={})
-    assert metric(client, "sapien_outbox_depth") == 3
-
-    relay_pending(batch_size=10)
-    assert metric(client, "sapien_outbox_depth") == 0
-    assert metric(client, "sapien_deliveries_due ") == 3
-    assert metric(client, 'sapien_deliveries{status="pending"}') == 3
-    assert metric(client, f'sapien_quota_used{{organization="{organization.id}"}}') == 3
-
-    token = uuid.uuid4()
-    now = timezone.now()
-    batch = claim_due(batch_size=10, token=token)
-    record_outcomes(
-        [
-            Outcome(
-                delivery=d,
-                result=DeliveryResult(started_at=now, duration_ms=40, status_code=200),
-                status=DeliveryStatus.SUCCEEDED,
-                next_attempt_at=None,
-                error="",
-            )
-            for d in batch
-        ],
-        token=token,
-    )
-
-    assert metric(client, 'sapien_deliveries{status="succeeded"}') == 3
-    assert metric(client, 'sapien_delivery_attempts{outcome="success"}') == 3
-    assert metric(client, 'sapien_attempt_duration_seconds_bucket{le="0.05"}') == 3
-    assert metric(client, 'sapien_attempt_duration_seconds_bucket{le="0.025"}') == 0
-    assert metric(client, "sapien_deliveries_due ") == 0
 
 
 def test_log_lines_are_json_with_the_correlation_id() -> None:

@@ -54,8 +54,9 @@ def victim(make_organization, make_api, settings):
     event = Event.objects.filter(organization=organization).first()
     assert event is not None
     DeliveryAttempt.objects.create(
-        delivery=delivery, number=1, started_at=delivery.created_at, duration_ms=1, succeeded=True
-    )
+        delivery=delivery, event_created_at=delivery.event_created_at, number=1, started_at=delivery.created_at,
+        duration_ms=1, succeeded=True,
+    )  # fmt: skip
     ids = {
         "/api/persons": person["id"], "/api/pets": pet["id"], "/api/toys": toy["id"],
         "/api/v1/subscriptions": subscription["id"], "/api/v1/availability/profiles": str(profile.id),

@@ -14,8 +14,10 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.utils import timezone
 
+from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import relay_and_wake_workers
 from sapien.events.outbox import OUTBOX_CHANNEL
 
@@ -36,6 +38,7 @@ class Command(BaseCommand):
             self._relay()
             return
         logger.info("Relay started (poll every %ss).", settings.ESL_RELAY_POLL_SECONDS)
+        self._ensure_partitions()
         while self.running:
             try:
                 self._listen_and_relay()
@@ -43,6 +46,13 @@ class Command(BaseCommand):
                 logger.warning("Relay lost the database (%s); retrying in 1 s.", type(exc).__name__)
                 connection.close()
                 time.sleep(1)
+
+    def _ensure_partitions(self) -> None:
+        """The history's day partitions are ready before the first event is relayed (beat keeps them so)."""
+        try:
+            history_partitions_ensure(now=timezone.now())
+        except DatabaseError as exc:  # a lock held elsewhere, or no database yet: beat will retry
+            logger.warning("Could not prepare the history partitions at start (%s); beat will.", type(exc).__name__)
 
     def _stop(self, *args: Any) -> None:
         self.running = False

@@ -1,0 +1,117 @@
+"""Every hot query reads only the day partitions it needs, as PostgreSQL's own plans show.
+
+The relay and the claim prune when the statement starts (their bounds come from the rows they
+lock); the log and the event history prune when the query is planned (their bounds are values).
+"""
+
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from deliveries.claims import CLAIM_SQL
+from deliveries.partitions import history_partitions_ensure
+from deliveries.relay import RELAY_SQL, relay_parameters, relay_pending
+from deliveries.selectors import deliveries_of, with_events_and_attempts
+from sapien.core.partitions import partition_name
+from sapien.events.models import Event
+from sapien.events.outbox import record_event
+from sapien.events.selectors import events_of
+from subscriptions.models import Subscription
+
+pytestmark = pytest.mark.django_db
+
+TODAY = timezone.now().date()
+
+
+@pytest.fixture
+def subscription(organization):
+    history_partitions_ensure(now=timezone.now())  # yesterday to a week ahead
+    return Subscription.objects.create(
+        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
+    )
+
+
+def record(organization, count: int = 3) -> None:
+    with transaction.atomic():
+        for _ in range(count):
+            record_event(organization_id=organization.id, event_type="person.created", data={})
+
+
+def analyzed_plan(sql: str, params: dict) -> str:
+    with transaction.atomic(), connection.cursor() as cursor:  # EXPLAIN ANALYZE runs it: undone below
+        cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        transaction.set_rollback(True)
+    return plan
+
+
+def section(plan: str, start: str, end: str) -> str:
+    return plan[plan.index(start) : plan.index(end, plan.index(start))]
+
+
+def partitions_read(plan: str, table: str) -> set[str]:
+    """The partitions of ``table`` that a plan scanned (runtime pruning prints the others "never executed")."""
+    return {
+        match.group(1)
+        for line in plan.splitlines()
+        if "never executed" not in line and (match := re.search(rf"\bon ({table}_(?:p\d{{8}}|default))\b", line))
+        and " Update on " not in line  # the list of partitions an UPDATE may route to, not a scan
+    }
+
+
+def test_the_relay_updates_only_the_partition_of_the_events_it_claimed(organization, subscription) -> None:
+    record(organization)
+
+    plan = analyzed_plan(RELAY_SQL, relay_parameters(batch_size=100))
+
+    assert partitions_read(section(plan, "CTE claimed", "CTE windows"), "events_event") == {
+        partition_name("events_event", TODAY)
+    }
+
+
+def test_the_claim_updates_only_the_partition_of_the_deliveries_it_claimed(organization, subscription) -> None:
+    record(organization)
+    relay_pending(batch_size=100)
+
+    plan = analyzed_plan(CLAIM_SQL, {"batch": 100, "token": uuid.uuid4(), "lease": 30})
+
+    claimed, events = section(plan, "CTE claimed", "CTE events"), plan.split("CTE events")[1]
+    assert partitions_read(claimed, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}
+    assert partitions_read(events, "events_event") == {partition_name("events_event", TODAY)}
+    assert "Seq Scan" not in claimed + events
+
+
+def test_the_delivery_log_between_two_times_reads_only_their_days(organization, subscription) -> None:
+    since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    log = deliveries_of(subscription).filter(event_created_at__gte=since, event_created_at__lt=since + timedelta(days=1))
+
+    plan = log[:50].explain()
+
+    assert partitions_read(plan, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}
+
+
+def test_a_pages_events_and_attempts_are_read_from_its_days_only(organization, subscription) -> None:
+    record(organization)
+    relay_pending(batch_size=100)
+    page = list(deliveries_of(subscription)[:50])
+    times = {delivery.event_created_at for delivery in page}
+
+    events_plan = Event.objects.filter(id__in=[d.event_id for d in page], created_at__in=times).explain()
+
+    assert partitions_read(events_plan, "events_event") == {partition_name("events_event", TODAY)}
+    assert [delivery.event.id for delivery in with_events_and_attempts(page)] == [d.event_id for d in page]
+
+
+def test_the_event_history_reads_only_the_retained_days(organization, subscription, settings) -> None:
+    settings.ESL_RETENTION_HOURS = 1
+
+    plan = events_of(organization)[:50].explain()
+
+    read = partitions_read(plan, "events_event")
+    assert partition_name("events_event", TODAY - timedelta(days=1)) not in read
+    assert partition_name("events_event", TODAY) in read
+
