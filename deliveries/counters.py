@@ -94,6 +94,14 @@ def outcome_counts_sql(*, recorded: str) -> str:
     )
 
 
+def expiry_counts_sql(*, expired: str) -> str:
+    """Retention's counting: the deliveries of ``expired`` (with their ``organization_id``) that it marked failed
+    because their event left the retention window while they were still pending."""
+    organization = counted_organization_sql("organization_id")
+    counts = {**dict.fromkeys(OUTCOME_COUNTS, "0"), "deliveries_failed": "count(*)"}
+    return add_counts_sql(OutcomeCounter, counts, f"SELECT {organization} AS organization_id FROM {expired}")
+
+
 def relay_counts_sql(*, events: str, deliveries: str) -> str:
     """The relay statement's counting: the events of ``events`` (with ``not_before`` set when past their quota)
     and the deliveries of ``deliveries`` (the rows inserted), each with its ``organization_id``."""

@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from deliveries.counters import counter_parameters, expiry_counts_sql
 from deliveries.models import DeliveryStatus
 from deliveries.partitions import EVENTS, history_day_drop, history_days, history_partitions_ensure
 from deliveries.retry import longest_retry_chain
@@ -39,9 +40,15 @@ FAILED_VISIBLE = timedelta(hours=1)
 RETENTION_EXPIRED = "retention expired before a successful attempt"
 
 EXPIRE_PENDING_SQL = f"""
-UPDATE deliveries_delivery SET status = '{DeliveryStatus.FAILED}', completed_at = %(now)s, updated_at = %(now)s,
-    last_error = '{RETENTION_EXPIRED}', claim_token = NULL, claimed_until = NULL
-WHERE status = '{DeliveryStatus.PENDING}' AND event_created_at < %(cutoff)s
+WITH expired AS (
+    UPDATE deliveries_delivery SET status = '{DeliveryStatus.FAILED}', completed_at = %(now)s, updated_at = %(now)s,
+        last_error = '{RETENTION_EXPIRED}', claim_token = NULL, claimed_until = NULL
+    WHERE status = '{DeliveryStatus.PENDING}' AND event_created_at < %(cutoff)s
+    RETURNING organization_id
+), counted AS (  -- finished deliveries, as /metrics counts them (deliveries/counters.py)
+    {expiry_counts_sql(expired="expired")}
+)
+SELECT count(*) FROM expired
 """
 
 
@@ -98,8 +105,10 @@ def purge_expired(*, now: datetime | None = None) -> PurgeResult:
     cutoff = retention_start(now)
     result = PurgeResult(partitions_created=history_partitions_ensure(now=now))
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(EXPIRE_PENDING_SQL, {"now": now, "cutoff": cutoff})
-        result.expired_pending = cursor.rowcount
+        counting = counter_parameters(per_organization=settings.ESL_METRICS_PER_ORGANIZATION)
+        cursor.execute(EXPIRE_PENDING_SQL, {"now": now, "cutoff": cutoff, **counting})
+        row = cursor.fetchone()
+        result.expired_pending = row[0] if row else 0
     if result.expired_pending:
         logger.warning(
             "%s pending deliveries reached the end of retention and were marked failed.", result.expired_pending

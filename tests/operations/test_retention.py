@@ -9,7 +9,8 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus
+from deliveries.counters import counter_totals
+from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus, OutcomeCounter
 from deliveries.partitions import HISTORY_TABLES, history_days
 from deliveries.retention import RETENTION_EXPIRED, check_retention_outlasts_retries, purge_expired
 from sapien.core.partitions import DAYS_AHEAD, day_partitions
@@ -110,6 +111,7 @@ def test_a_pending_delivery_at_the_end_of_retention_is_marked_failed_and_stays_v
 
     delivery = Delivery.objects.get(event=event)
     assert first.expired_pending == 1 and first.days == 0  # kept, visibly failed, for a while
+    assert counter_totals(OutcomeCounter, per_organization=False)[None]["deliveries_failed"] == 1  # on /metrics
     assert (delivery.status, delivery.last_error) == (DeliveryStatus.FAILED, RETENTION_EXPIRED)
     log = api.get(f"/api/v1/subscriptions/{subscription.id}/deliveries").json()
     assert [row["id"] for row in log["results"]] == [str(delivery.id)]
