@@ -36,6 +36,7 @@ HISTORY_TABLES = (
     HistoryTable("events_event", "created_at"),
 )
 EVENTS = HISTORY_TABLES[-1]
+LOCK_ORDER = ", ".join(table.name for table in reversed(HISTORY_TABLES))
 
 
 def history_partitions_ensure(*, now: datetime) -> list[str]:
@@ -60,10 +61,15 @@ def history_days() -> list[date]:
 
 def history_day_drop(day: date) -> list[str]:
     """Drops one day of history (its attempts, deliveries, events, and its events' blob rows) in one
-    transaction; returns the storage paths of the blobs, to delete once it committed."""
+    transaction; returns the storage paths of the blobs, to delete once it committed. Raises
+    ``OperationalError`` at once, having changed nothing, when another session holds one of the tables."""
     with transaction.atomic(), connection.cursor() as cursor:
         # A table with deferred foreign-key checks still queued in this transaction cannot be dropped: run them.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        # Dropping a partition takes its table exclusively. All three at once, in the order the relay and the
+        # claim take them (events, then deliveries), and without waiting: a drop that queued behind a reader
+        # would hold the tables it had, stall every query behind it, and could deadlock with the relay.
+        cursor.execute(f"LOCK TABLE ONLY {LOCK_ORDER} IN ACCESS EXCLUSIVE MODE NOWAIT")
         events = DayPartition(EVENTS.name, day).name
         cursor.execute(f"DELETE FROM deliveries_blob b USING {events} e WHERE b.event_id = e.id RETURNING b.path")
         paths = [row[0] for row in cursor.fetchall()]

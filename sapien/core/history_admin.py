@@ -255,6 +255,8 @@ class HistoryModelAdmin(admin.ModelAdmin[_M]):
     history_time_field: str
     history_filter_indexes: Mapping[tuple[str, ...], str]
     history_search_fields: tuple[str, ...] = ("pk",)  # exact ids; "pk" or a field (a foreign key's id)
+    # Rendering the rows, not reading them, is what a page costs (a checkbox widget and links per row).
+    list_per_page = 50
 
     change_list_template = "core/history_admin/change_list.html"
     show_full_result_count = False

@@ -7,7 +7,8 @@ partition later moves such rows into it. Knows no table of its own: the history 
 their keys are the callers' (``deliveries/partitions.py``, the migrations).
 
 DDL here takes short locks and gives up rather than queue: ``LOCK_TIMEOUT`` bounds how long
-it waits behind a long reader, during which new queries on the table would queue behind it.
+it waits behind a long reader, during which new queries on the table would queue behind it; the
+caller tries again later (beat's next pass).
 """
 
 import re
@@ -18,7 +19,7 @@ from typing import Any
 DAY = timedelta(days=1)
 # Day partitions kept ready beyond today, so that a stopped beat leaves a week before rows reach the default.
 DAYS_AHEAD = 7
-LOCK_TIMEOUT = "2s"
+LOCK_TIMEOUT = "200ms"
 DAY_SUFFIX = re.compile(r"_p(\d{8})$")
 
 

@@ -3,6 +3,7 @@
 import io
 from datetime import UTC, timedelta
 
+import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import default_storage
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from deliveries.counters import counter_totals
 from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus, OutcomeCounter
-from deliveries.partitions import HISTORY_TABLES, history_days
+from deliveries.partitions import HISTORY_TABLES, history_days, history_partitions_ensure
 from deliveries.retention import RETENTION_EXPIRED, check_retention_outlasts_retries, purge_expired
 from sapien.core.partitions import DAYS_AHEAD, day_partitions
 from sapien.events.models import Event, QuotaUsage
@@ -176,3 +177,23 @@ def test_a_retention_shorter_than_a_deliverys_longest_life_is_refused_at_start(s
 
 def test_the_defaults_keep_what_is_owed_within_retention() -> None:
     check_retention_outlasts_retries()
+
+
+@pytest.mark.django_db(transaction=True)  # the reader below must see the partitions made for the day
+def test_a_day_whose_tables_another_session_holds_is_kept_for_the_next_pass_without_waiting(
+    organization, subscription
+) -> None:
+    old = aged_event(organization, subscription, days=3)
+    history_partitions_ensure(now=NOW)  # its day's partition made: the pass below needs no lock to make one
+    params = connection.settings_dict
+    with psycopg.connect(
+        host=params["HOST"] or "127.0.0.1", port=params["PORT"] or 5432, user=params["USER"],
+        password=params["PASSWORD"] or None, dbname=params["NAME"],
+    ) as reader:  # fmt: skip
+        reader.execute("LOCK TABLE deliveries_delivery IN ACCESS SHARE MODE")  # a long read, still open
+
+        held = purge_expired(now=NOW)
+
+        assert held.days == 0 and Event.objects.filter(pk=old.pk).exists()
+        assert "its tables were in use; the next pass drops it" in held.kept.values()
+    assert purge_expired(now=NOW).days == 2
