@@ -43,9 +43,10 @@ def history_partitions_ensure(*, now: datetime) -> list[str]:
     """Creates the partitions of yesterday to ``DAYS_AHEAD`` days ahead in every history table, and of the
     days whose rows the default partitions caught (moving them in); returns the names created."""
     created: list[str] = []
+    ready_from, ready_until = utc_day(now) - DAY, utc_day(now) + timedelta(days=DAYS_AHEAD)
     with transaction.atomic(), connection.cursor() as cursor:
         for table in HISTORY_TABLES:
-            first, last = utc_day(now) - DAY, utc_day(now) + timedelta(days=DAYS_AHEAD)
+            first, last = ready_from, ready_until
             caught = default_partition_days(cursor, table.name, table.key)
             if caught:
                 first, last = min(first, caught[0]), max(last, caught[1])

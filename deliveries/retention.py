@@ -62,10 +62,15 @@ class PurgeResult:
     kept: dict[str, str] = field(default_factory=dict)  # day -> why it is kept past retention
 
 
+def longest_delivery_life() -> timedelta:
+    """The longest a delivery can stay pending: deferred by its organization's quota, then its whole retry chain."""
+    return WINDOW + longest_retry_chain()
+
+
 def check_retention_outlasts_retries() -> None:
-    """Refuses a retention shorter than a delivery's longest life (the quota's deferral, then its whole
-    retry chain): retention would mark deliveries failed while their retries still run."""
-    needed = WINDOW + longest_retry_chain()
+    """Refuses a retention shorter than a delivery's longest life: retention would mark deliveries failed
+    while their retries still run."""
+    needed = longest_delivery_life()
     if timedelta(hours=settings.ESL_RETENTION_HOURS) < needed:
         raise ImproperlyConfigured(
             f"ESL_RETENTION_HOURS ({settings.ESL_RETENTION_HOURS:g}) must be at least "
@@ -77,7 +82,7 @@ def check_retention_outlasts_retries() -> None:
 def replay_hold_margin() -> timedelta:
     """How long before its first failure ended a failing subscription's missed events may start: one
     delivery's longest life, and an hour more."""
-    return WINDOW + longest_retry_chain() + timedelta(hours=1)
+    return longest_delivery_life() + timedelta(hours=1)
 
 
 def replay_hold_start() -> datetime | None:

@@ -2,19 +2,16 @@
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from sapien.events.outbox import OUTBOX_CHANNEL, record_event
+from tests.support.processes import database_url
 
 
 @pytest.fixture
 def listener(transactional_db):
     """A second session LISTENing on the outbox channel, as the relay does."""
-    params = connection.settings_dict
-    with psycopg.connect(
-        host=params["HOST"] or "127.0.0.1", port=params["PORT"] or 5432, user=params["USER"],
-        password=params["PASSWORD"] or None, dbname=params["NAME"], autocommit=True,
-    ) as session:  # fmt: skip
+    with psycopg.connect(database_url(), autocommit=True) as session:
         session.execute(f"LISTEN {OUTBOX_CHANNEL}")
         yield session
 

@@ -19,6 +19,7 @@ from sapien.events.models import Event, QuotaUsage
 from sapien.events.outbox import record_event
 from sapien.events.quota import window_start
 from subscriptions.models import Subscription
+from tests.support.processes import database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -185,11 +186,7 @@ def test_a_day_whose_tables_another_session_holds_is_kept_for_the_next_pass_with
 ) -> None:
     old = aged_event(organization, subscription, days=3)
     history_partitions_ensure(now=NOW)  # its day's partition made: the pass below needs no lock to make one
-    params = connection.settings_dict
-    with psycopg.connect(
-        host=params["HOST"] or "127.0.0.1", port=params["PORT"] or 5432, user=params["USER"],
-        password=params["PASSWORD"] or None, dbname=params["NAME"],
-    ) as reader:  # fmt: skip
+    with psycopg.connect(database_url()) as reader:
         reader.execute("LOCK TABLE deliveries_delivery IN ACCESS SHARE MODE")  # a long read, still open
 
         held = purge_expired(now=NOW)
