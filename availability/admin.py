@@ -10,7 +10,6 @@ from django.utils import timezone
 from rest_framework.settings import api_settings
 
 from availability.models import AvailabilityProfile, Connection, Declaration, UserAvailability
-from availability.serializers import ProfileSerializer
 from availability.services.declarations import declaration_lift, declaration_set
 from availability.services.profiles import profile_create, profile_delete, profile_update
 from sapien.core.models import User
@@ -136,6 +135,8 @@ class AvailabilityProfileForm(forms.ModelForm[AvailabilityProfile]):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         # Only the fields the form found valid: one error per field, never a "required" one on top.
+        from availability.serializers import ProfileSerializer  # here: admin modules load in every process
+
         serializer = ProfileSerializer(data={f: cleaned[f] for f in PROFILE_FIELDS if f in cleaned}, partial=True)
         if serializer.is_valid():
             cleaned.update(serializer.validated_data)

@@ -14,7 +14,8 @@ the same database server, broker and receiver. Figures:
     (b) latency event timestamp -> receipt, p50/p95/p99, at 100 events/s and at 80 % of (a)'s event rate
     (c) relay throughput (outbox rows/s) vs a raw-SQL claim-and-insert loop
     (d) API create throughput with ESL_ENABLED=true vs false
-    (e) peak RSS of every process; with --soak, RSS growth over a 10-minute run at a moderate rate
+    (e) peak RSS of every process, its RSS and PSS when last seen; with --soak, RSS growth over a 10-minute run
+    writes per delivery in (a) and (a2): rows, index entries and WAL bytes, from PostgreSQL's counters
     (f) healthy subscriptions' first attempts, alone and beside failing and slow ones
     (g) (a)'s workload while one transaction stays open
     limits: one keep-alive client posting to the receiver (req/s); single-row INSERTs (rows/s)
@@ -25,7 +26,8 @@ status is non-zero when a Sapien delivery was lost (received < expected). See be
 Modules: ``config`` (flags -> ``Config``), ``stats`` (percentiles, ratios), ``results`` (the
 frozen result of every phase), ``receiving`` (the receiver's control API), ``phases/`` (one
 module per phase), ``systems`` (the phases in order, for Sapien and for the peer), ``report``
-(the printed tables), ``__main__`` (the run). ``procs``, ``stack``, ``peer``, ``loadgen`` and
-``profile`` start and drive processes; ``receiver``, ``limits`` and ``sapien_side`` are the
-scripts those processes run.
+(the printed tables), ``writes`` (PostgreSQL's write counters around a phase), ``__main__`` (the
+run). ``procs``, ``stack``, ``peer``, ``loadgen`` and ``profile`` start and drive processes;
+``receiver``, ``limits`` and ``sapien_side`` are the scripts those processes run. ``sendpath`` is a
+run of its own: ``python -m bench.sendpath`` times the worker's send path per delivery.
 """

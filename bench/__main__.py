@@ -25,7 +25,7 @@ import bench
 from bench import procs
 from bench.config import build_config, parser
 from bench.phases.limits import measure_limits
-from bench.procs import HOST, ROOT, MemorySampler, Proc, free_port, wait_port
+from bench.procs import HOST, ROOT, MemorySampler, Proc, export_revision, free_port, wait_port
 from bench.profile import py_spy
 from bench.progress import log
 from bench.receiving import ReceiverClient
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, BrokerRun] = {}
     scale: ScaleRun | Failed | None = None
     rss: list[RssRow] = []
+    group_pss: dict[str, float] = {}
     totals: dict[str, float] = {}
     error: str | None = None
     failed = False
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                     log(traceback.format_exc())
                 runs[broker] = BrokerRun(sapien=sapien, peer=peer)
         sampler.sample()
+        sampler.last_seen()
         rss = rss_rows(sampler)
+        group_pss = {label: round(kb / 1024, 1) for label, kb in sampler.group_pss_kb.items()}
         totals = {"wall_seconds": round(time.monotonic() - t0, 1)}
     except BaseException as exc:
         failed = True
@@ -139,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     results = Results(started_at=started_at.isoformat(), config=cfg, broker_names=brokers, brokers=runs, notes=notes,
-                      code=code, environment=env, limits=limits, rss=rss, totals=totals, error=error,
-                      scale=scale)  # fmt: skip
+                      code=code, environment=env, limits=limits, rss=rss, group_pss_mb=group_pss, totals=totals,
+                      error=error, scale=scale)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(results.as_json(), indent=2, default=str))
@@ -178,19 +181,13 @@ def environment(services: Services) -> dict[str, Any]:
 
 
 def rss_rows(sampler: MemorySampler) -> list[RssRow]:
-    return [
-        RssRow(group=label, pid=pid, process=sampler.labels.get((label, pid), ""), peak_mb=round(kb / 1024, 1))
-        for (label, pid), kb in sorted(sampler.peak_kb.items())
-    ]
-
-
-def export_revision(ref: str, work: Path) -> Path:
-    """``git archive`` of ``ref`` into the work dir: read-only for the repository."""
-    target = work / "src"
-    target.mkdir()
-    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target
+    rows = []
+    for (label, pid), kb in sorted(sampler.peak_kb.items()):
+        rss, pss = sampler.last_kb.get((label, pid), (None, None))
+        rows.append(RssRow(group=label, pid=pid, process=sampler.labels.get((label, pid), ""),
+                           peak_mb=round(kb / 1024, 1), rss_mb=None if rss is None else round(rss / 1024, 1),
+                           pss_mb=None if pss is None else round(pss / 1024, 1)))  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -39,14 +39,14 @@ NOTES = "x" * 200
 
 LOAD_SQL = """
 WITH events AS (
-    INSERT INTO events_event (id, organization_id, type, body, created_at, relayed_at, recipient_id)
+    INSERT INTO events_event (id, organization_id, type, body, created_at, recipient_id)
     SELECT id, %(organization)s::uuid, type,
            '{"id":"' || id || '","type":"' || type || '","version":"1.0","timestamp":"'
            || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
            || '","organization_id":"' || %(organization)s::text || '","data":{"id":"' || gen_random_uuid()
            || '","name":"Scale ' || n || '","email":"scale-' || n || '@example.com","notes":"' || %(notes)s::text
            || '"},"metadata":{"correlation_id":"req_scale_' || n || '","triggered_by":"bench","source":"api"}}',
-           created_at, created_at + interval '40 milliseconds', NULL
+           created_at, NULL
     FROM (SELECT gen_random_uuid() AS id, n, (%(types)s::text[])[1 + n %% 20] AS type,
                  %(start)s::timestamptz + random() * %(span)s::interval AS created_at
           FROM generate_series(1, %(rows)s::int) AS n ORDER BY created_at) AS generated

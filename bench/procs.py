@@ -2,7 +2,8 @@
 
 Every process the bench starts goes through ``Proc``; ``stop_everything()`` (run
 from ``finally`` blocks, ``atexit`` and the SIGTERM handler) stops each group with
-SIGTERM, then SIGKILL. Memory comes from ``/proc/<pid>/status`` (VmHWM, VmRSS).
+SIGTERM, then SIGKILL. Memory comes from ``/proc/<pid>/status`` (VmHWM, VmRSS) and
+``/proc/<pid>/smaps_rollup`` (PSS).
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ class Proc:
             return ""
 
 
+def export_revision(ref: str, work: Path) -> Path:
+    """``git archive`` of ``ref`` into ``work``/src: read-only for the repository."""
+    target = work / "src"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
 def stop_everything() -> None:
     with _lock:
         procs = list(reversed(_running))
@@ -145,6 +155,18 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return hwm, rss
 
 
+def pss_kb(pid: int) -> int | None:
+    """Proportional set size in kB (``/proc/<pid>/smaps_rollup``): each shared page divided among the processes
+    that map it, so a group's PSS adds up to the memory it really holds. ``None`` when unreadable or gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -164,7 +186,12 @@ def cmd_label(pid: int) -> str:
 
 
 class MemorySampler:
-    """Samples VmHWM/VmRSS of named process groups every ``interval`` seconds, in a thread."""
+    """Samples VmHWM/VmRSS of named process groups every ``interval`` seconds, in a thread; reads VmRSS and PSS
+    once more when a group is unwatched (just before it is stopped) and at ``last_seen()``.
+
+    PSS is read only then: the kernel walks every mapping to compute it, too dear to do every second for every
+    process while the CPU of the bench is being counted.
+    """
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
@@ -172,6 +199,8 @@ class MemorySampler:
         self.peak_kb: dict[tuple[str, int], int] = {}  # (label, pid) -> VmHWM
         self.labels: dict[tuple[str, int], str] = {}
         self.series: list[tuple[float, dict[str, int]]] = []  # (time, {label/pid: rss kB})
+        self.last_kb: dict[tuple[str, int], tuple[int, int | None]] = {}  # (label, pid) -> (VmRSS, PSS), last seen
+        self.group_pss_kb: dict[str, int] = {}  # label -> PSS of all its processes, the last time it was seen
         self.record_series = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -181,7 +210,23 @@ class MemorySampler:
 
     def unwatch(self, label: str) -> None:
         self.sample()
+        self.last_seen(label)
         self.groups.pop(label, None)
+
+    def last_seen(self, *labels: str) -> None:
+        """Reads VmRSS and PSS of every process of ``labels`` (default: every group watched) now."""
+        for label in labels or list(self.groups):
+            pgid = self.groups.get(label)
+            if pgid is None:
+                continue
+            total = 0
+            for pid in group_members(pgid):
+                _, rss = memory_kb(pid)
+                if rss:
+                    pss = pss_kb(pid)
+                    self.last_kb[(label, pid)] = (rss, pss)
+                    total += pss or 0
+            self.group_pss_kb[label] = total
 
     def sample(self) -> None:
         point: dict[str, int] = {}

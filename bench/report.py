@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from bench.phases.scale import FIGURES
-from bench.results import DeliveryPhase, Failed, PeerRun, Profile, Results, RssRow, SapienRun, ScaleRun
+from bench.results import (
+    DeliveryPhase,
+    Failed,
+    PeerRun,
+    Profile,
+    Results,
+    RssRow,
+    SapienRun,
+    ScaleRun,
+    SendPath,
+    Writes,
+)
 from bench.stats import ratio
 
 
@@ -39,7 +50,7 @@ def report(results: Results) -> None:
             print(f"\nScale run failed: {results.scale.error}")
         else:
             scale_report(results.scale)
-        rss_table(results.rss)
+        rss_table(results.rss, results.group_pss_mb)
         return
     limits = results.limits
     assert limits is not None, "report() needs a run that measured the physical limits"
@@ -60,7 +71,7 @@ def report(results: Results) -> None:
         if isinstance(run.peer, Failed):
             print(f"\n[{broker}] peer: {run.peer.error}")
         soak_report(broker, run.sapien)
-    rss_table(results.rss)
+    rss_table(results.rss, results.group_pss_mb)
     for broker, run in results.brokers.items():
         for who, system in (("sapien", run.sapien), ("peer", run.peer)):
             if isinstance(system, SapienRun | PeerRun) and system.a_sustained.profile:
@@ -148,6 +159,7 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
         fmt(g.deliveries_per_s), fx(g.ratio_to_a), " ".join(fmt(v) for v in g.per_window_deliveries_per_s),
         fx(g.last_window_ratio_to_a), fmt(g.dead_delivery_rows_at_end), fmt(g.missing),
         fmt(g.duplicates)]])  # fmt: skip
+    writes_report(broker, sapien, peer)
     d = sapien.d_api
     table(f"[{broker}] (d) API create, closed loop, {threads} threads, no subscriptions", [
         "ESL_ENABLED", "creates/s", "p50 ms", "p99 ms", "CPU ms/create", "foreign cores", "vs off",
@@ -160,6 +172,53 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
         f"  ratio on/off, creates/s (means): {fx(d.ratio_on_off)}; by CPU per create (off/on): "
         f"{fx(d.cpu_ratio_off_on)} ({fmt(d.cpu_ms_on, 2)} vs {fmt(d.cpu_ms_off, 2)} ms)"
     )
+
+
+def writes_report(broker: str, sapien: SapienRun, peer: PeerRun | None) -> None:
+    """Rows, index entries and WAL per delivery in (a) and (a2), and by table (bench/writes.py)."""
+    peer_writes = peer.a_sustained.writes if peer else None
+    measured = [(label, writes) for label, writes in (
+        ("Sapien (a) end to end", sapien.a_sustained.writes),
+        ("Sapien (a2) delivery side alone", sapien.c_relay.drain.writes),
+        ("django-webhook (a) end to end", peer_writes)) if writes]  # fmt: skip
+    if not measured:
+        return
+
+    def vs_peer(label: str, writes: Writes) -> str:
+        if peer_writes is None or not label.endswith("(a) end to end") or label.startswith("django"):
+            return ""
+        return (f"{fx(ratio(writes.rows_per_delivery, peer_writes.rows_per_delivery))} rows, "
+                f"{fx(ratio(writes.wal_bytes_per_delivery, peer_writes.wal_bytes_per_delivery))} WAL")  # fmt: skip
+
+    def per(value: float, deliveries: int) -> str:
+        return fmt(value / deliveries, 2) if deliveries else "-"
+
+    table(f"[{broker}] writes per delivery (PostgreSQL's counters around the phase; WAL of the whole server)", [
+        "phase", "deliveries", "rows", "index entries", "HOT share of updates", "WAL bytes", "WAL records",
+        "full-page images", "vs peer", "counters"], [
+        [label, fmt(w.deliveries), fmt(w.rows_per_delivery, 2),
+         fmt(w.index_entries_per_delivery, 2) + (" (at most)" if w.index_entries_upper_bound else ""),
+         "-" if w.hot_share is None else f"{w.hot_share:.0%}", fmt(w.wal_bytes_per_delivery),
+         per(w.wal_records, w.deliveries), per(w.wal_fpi, w.deliveries), vs_peer(label, w),
+         f"settled in {w.settle_seconds:.1f} s" if w.settled else "STILL MOVING"]
+        for label, w in measured])  # fmt: skip
+    for label, w in measured:
+        if w.subtracted:
+            print(f"  {label}: {w.subtracted} taken out")
+    rows = []
+    for label, w in measured:
+        if label.startswith("django"):
+            continue
+        for name, t in w.tables.items():
+            others = f" ({', '.join(sorted(w.other_tables))})" if name == "others" and w.other_tables else ""
+            partial = f" ({t.partial_indexes} partial)" if t.partial_indexes else ""
+            rows.append([label.split(" ", 2)[1], f"{name}{others}"[:90], per(t.inserts, w.deliveries),
+                         per(t.updates, w.deliveries), "-" if not t.updates else f"{t.hot_updates / t.updates:.0%}",
+                         per(t.deletes, w.deliveries), per(t.index_entries, w.deliveries),
+                         f"{t.indexes}{partial}"])  # fmt: skip
+    table(f"[{broker}] writes per delivery by table (partitions folded in; index entries: (inserts + non-HOT "
+          "updates) x indexes, an upper bound where an index is partial)",
+          ["phase", "table", "inserts", "updates", "HOT", "deletes", "index entries", "indexes"], rows)  # fmt: skip
 
 
 def scale_report(run: ScaleRun) -> None:
@@ -232,21 +291,64 @@ def profile_report(title: str, profile: Profile) -> None:
             print(f"    {label}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in summary[key][:count]))
 
 
-def rss_table(rss: list[RssRow]) -> None:
-    """Peak RSS per process group: the leader (gunicorn master, Celery parent, ...) and its children."""
-    by_group: dict[str, dict[str, list[float]]] = {}
+def rss_table(rss: list[RssRow], group_pss: dict[str, float]) -> None:
+    """Memory per process group: the leader (gunicorn master, Celery parent, ...) and its children; peak RSS over
+    the run, and RSS and PSS when last seen (just before the group was stopped, or at the run's end)."""
+    by_group: dict[str, dict[str, list[RssRow]]] = {}
     for row in rss:
         kind = "leader" if row.process == "leader" else "child"
-        by_group.setdefault(row.group, {"leader": [], "child": []})[kind].append(row.peak_mb)
+        by_group.setdefault(row.group, {"leader": [], "child": []})[kind].append(row)
+
+    def most(rows: list[RssRow], field: str) -> float | None:
+        return max((value for row in rows if (value := getattr(row, field)) is not None), default=None)
+
     peer = {g.split(".", 1)[-1]: v for g, v in by_group.items() if g.startswith("peer-")}
     rows = []
-    for group, peaks in by_group.items():
-        leader, child = max(peaks["leader"], default=None), max(peaks["child"], default=None)
+    for group, kinds in by_group.items():
+        leaders, children = kinds["leader"], kinds["child"]
         other = peer.get(group.split(".", 1)[-1]) if group.startswith("sapien-") else None
         rows.append([
-            group, str(len(peaks["leader"])), fmt(leader, 1), str(len(peaks["child"])), fmt(child, 1),
-            fx(ratio(leader, max(other["leader"], default=None))) if other else "",
-            fx(ratio(child, max(other["child"], default=None))) if other else "",
+            group, str(len(leaders)), fmt(most(leaders, "peak_mb"), 1), fmt(most(leaders, "rss_mb"), 1),
+            fmt(most(leaders, "pss_mb"), 1), str(len(children)), fmt(most(children, "peak_mb"), 1),
+            fmt(most(children, "rss_mb"), 1), fmt(most(children, "pss_mb"), 1), fmt(group_pss.get(group), 1),
+            fx(ratio(most(leaders, "peak_mb"), most(other["leader"], "peak_mb"))) if other else "",
+            fx(ratio(most(children, "peak_mb"), most(other["child"], "peak_mb"))) if other else "",
         ])  # fmt: skip
-    table("(e) peak RSS (VmHWM, MB); leader = gunicorn master / Celery parent / the process; children = workers",
-          ["group", "starts", "leader", "children", "child max", "leader vs peer", "child vs peer"], rows)  # fmt: skip
+    table("(e) memory (MB): peak RSS (VmHWM) over the run; RSS and PSS (smaps_rollup) when last seen, just before "
+          "the group stopped; leader = gunicorn master / Celery parent / the process, children = its workers",
+          ["group", "starts", "leader peak RSS", "RSS", "PSS", "children", "child max: peak RSS", "RSS", "PSS",
+           "group PSS (last start)", "leader peak vs peer", "child peak vs peer"], rows)  # fmt: skip
+
+
+SENDPATH_ROWS = {
+    "prepare": "prepare: outbound.prepare_batch (body, headers, signatures)",
+    "send": "send: transport.post, one keep-alive session",
+    "decide": "decide: retry.decide",
+    "record": "record: claims.record_outcomes, client side (real rows)",
+    "record_outside_db": "  of which outside database calls (parameters, logging)",
+    "total": "total",
+    "pool": "send through senders.SenderPool, 1 thread (not in total)",
+    "bare": "bare http.client keep-alive POST, same requests",
+}
+
+
+def sendpath_report(result: SendPath) -> None:
+    """The send path per delivery, stage by stage, against the bare posting loop."""
+    stages = result.stages
+    total_cpu = stages["total"].cpu_us if "total" in stages else None
+    rows = []
+    for key, label in SENDPATH_ROWS.items():
+        if key in result.skipped:
+            rows.append([label, "-", "-", "-", "-", f"skipped: {result.skipped[key][:70]}"])
+        elif key in stages:
+            stage = stages[key]
+            share = f"{stage.cpu_us / total_cpu:.0%}" if total_cpu and key in (*result.total_stages,
+                                                                            "record_outside_db") else ""  # fmt: skip
+            rows.append([label, fmt(stage.cpu_us, 1), fmt(stage.thread_cpu_us, 1), fmt(stage.wall_us, 1), share, ""])
+    table(f"Send path per delivery ({result.code}): {result.deliveries} deliveries x {result.repeats} rounds "
+          f"(median), batches of {result.batch_size}, {result.body_bytes} B bodies, {result.subscriptions} subs/event",
+          ["stage", "CPU us", "thread CPU us", "wall us", "share of CPU", ""], rows)  # fmt: skip
+    print(f"  total ({' + '.join(result.total_stages)}) / bare loop: CPU {fx(result.cpu_ratio_to_bare)}, "
+          f"wall {fx(result.wall_ratio_to_bare)}; one thread: {fmt(result.deliveries_per_s)} deliveries/s vs "
+          f"{fmt(result.bare_per_s)} bare posts/s ({fx(ratio(result.deliveries_per_s, result.bare_per_s))}); "
+          f"errors {result.errors}")  # fmt: skip

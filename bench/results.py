@@ -98,6 +98,46 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class TableWrites:
+    """What one table had written during a phase (its partitions and TOAST table folded in): bench/writes.py."""
+
+    inserts: int
+    updates: int
+    hot_updates: int
+    deletes: int
+    rows: int  # inserts + updates + deletes
+    index_entries: int  # estimate: (inserts + non-HOT updates) x the indexes of each partition
+    indexes: int  # of a partition (for "others": summed over its tables)
+    partial_indexes: int  # of them partial
+    index_entries_upper_bound: bool  # a partial index was written to: it may have taken fewer entries
+
+
+@dataclass(frozen=True)
+class Writes:
+    """Rows, index entries and WAL the database server wrote during a phase, in all and per delivery
+    (bench/writes.py: how, and why the counters are read once they settle)."""
+
+    deliveries: int
+    rows: int
+    index_entries: int
+    index_entries_upper_bound: bool
+    updates: int
+    hot_updates: int
+    hot_share: float | None  # HOT updates / updates
+    wal_bytes: int  # the WAL position's move: the whole server
+    wal_records: int  # pg_stat_wal
+    wal_fpi: int  # full-page images among them
+    rows_per_delivery: float | None
+    index_entries_per_delivery: float | None
+    wal_bytes_per_delivery: float | None
+    tables: dict[str, TableWrites]  # events_event, deliveries_delivery, deliveries_deliveryattempt, "others"
+    other_tables: dict[str, TableWrites]  # each table summed into "others"
+    settle_seconds: float  # waited for the counters to settle, before and after the phase
+    settled: bool  # False: they still moved after SETTLE_TIMEOUT_SECONDS, the figures may miss some writes
+    subtracted: str  # the bench's own statement taken out of the figures ("" when none)
+
+
+@dataclass(frozen=True)
 class DeliveryPhase(Deliveries):
     """(a) or (b): ``events`` written through the API (closed loop, or open loop at ``target_rate``)."""
 
@@ -110,6 +150,7 @@ class DeliveryPhase(Deliveries):
     profile: Profile | None = None  # --profile, (a) only
     stages_ms: dict[str, Stage] | None = None  # Sapien only
     label: str | None = None  # (b): which rate
+    writes: Writes | None = None  # (a) only
 
 
 @dataclass(frozen=True)
@@ -159,6 +200,7 @@ class Drain(Deliveries):
     cpu: CpuUse
     first_receipt_after_s: float | None
     first_to_last_per_s: float | None
+    writes: Writes | None = None
 
 
 @dataclass(frozen=True)
@@ -300,7 +342,9 @@ class RssRow:
     group: str
     pid: int
     process: str  # "leader", or a child's command line
-    peak_mb: float
+    peak_mb: float  # VmHWM
+    rss_mb: float | None = None  # VmRSS when last seen: just before the process was stopped, or at the run's end
+    pss_mb: float | None = None  # PSS (smaps_rollup) at that moment
 
 
 @dataclass(frozen=True)
@@ -376,6 +420,7 @@ class Results:
     environment: dict[str, Any] | None = None
     limits: Limits | None = None
     rss: list[RssRow] = dataclasses.field(default_factory=list)
+    group_pss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # each group's processes, last seen
     totals: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
     scale: ScaleRun | Failed | None = None  # --scale runs only this
@@ -387,3 +432,40 @@ class Results:
 
     def lost_deliveries(self) -> int:
         return sum(run.sapien.missing() for run in self.brokers.values() if isinstance(run.sapien, SapienRun))
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """One stage of ``python -m bench.sendpath``, per delivery (µs): CPU of the process, of the timing thread, wall."""
+
+    cpu_us: float
+    thread_cpu_us: float
+    wall_us: float
+
+
+@dataclass(frozen=True)
+class SendPath:
+    """``python -m bench.sendpath``: the worker's Python work per delivery between claim and record, by stage.
+
+    ``stages`` holds the medians over ``rounds``: "prepare", "send", "decide", "record", "record_outside_db",
+    "total" (the sum of ``total_stages``), "pool" (the sends through a one-thread SenderPool, not in the total)
+    and "bare" (http.client posting the same requests over one keep-alive connection).
+    """
+
+    started_at: str
+    code: str  # "working tree" or "git <ref>"
+    database: str  # "embedded" or "DATABASE_URL"
+    deliveries: int  # per round
+    subscriptions: int
+    batch_size: int
+    repeats: int
+    body_bytes: int
+    stages: dict[str, StageTime]
+    skipped: dict[str, str]  # stage -> why it was not timed
+    rounds: list[dict[str, StageTime]]
+    errors: int  # refusals and sends not answered 200: none is expected
+    total_stages: list[str]
+    cpu_ratio_to_bare: float | None  # total / bare, CPU per delivery
+    wall_ratio_to_bare: float | None
+    deliveries_per_s: float | None  # one thread, sequentially: 1 / total wall
+    bare_per_s: float | None

@@ -123,9 +123,14 @@ WHERE d.id = newest.id AND d.event_created_at = newest.event_created_at
 
 # Fresh events in the outbox, as the API's writes leave them for the relay.
 FRESH_EVENTS_SQL = """
-INSERT INTO events_event (id, organization_id, type, body, created_at, relayed_at, recipient_id)
-SELECT gen_random_uuid(), %(organization)s, 'person.created', '{"bench":"scale"}', clock_timestamp(), NULL, NULL
-FROM generate_series(1, %(events)s)
+WITH events AS (
+    INSERT INTO events_event (id, organization_id, type, body, created_at, recipient_id)
+    SELECT gen_random_uuid(), %(organization)s, 'person.created', '{"bench":"scale"}', clock_timestamp(), NULL
+    FROM generate_series(1, %(events)s)
+    RETURNING id, organization_id, type, created_at
+)
+INSERT INTO events_outbox (created_at, event_id, organization_id, type, recipient_id)
+SELECT created_at, id, organization_id, type, NULL FROM events
 """
 
 

@@ -9,6 +9,7 @@ worker (concurrency 2) and beat against one broker.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -18,16 +19,26 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import requests
 
 from bench.procs import HOST, ROOT, MemorySampler, Proc, free_port, wait_port
-from sapien import processes
 
 PYTHON = sys.executable
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def processes_of(app_root: Path) -> ModuleType:
+    """``sapien/processes.py`` of ``app_root``, loaded on its own (it imports only the standard library)."""
+    name = f"bench_processes_{abs(hash(app_root))}"
+    spec = importlib.util.spec_from_file_location(name, app_root / "sapien" / "processes.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def amqp_answers(url: str) -> bool:
@@ -146,7 +157,9 @@ class SapienStack:
         return result
 
     def _commands(self) -> dict[str, list[str]]:
-        """``sapien.processes``' command lines, as ``make run`` and the Docker image run them, without an access log."""
+        """``sapien.processes``' command lines, as ``make run`` and the Docker image run them, without an access log;
+        the benchmarked revision's own (``--ref``), whose processes may start otherwise than this checkout's."""
+        processes = processes_of(self.app_root)
         return {
             "web": processes.web(host=HOST, port=self.web_port, workers=2, access_log=False, log_level="warning"),
             "relay": processes.relay(),

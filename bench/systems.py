@@ -40,7 +40,8 @@ def sapien_run(
         token = stack.token(str(tenant["client_id"]), str(tenant["client_secret"]))
         api = f"{stack.base_url}/api/persons"
         common = delivery_phases(cfg, receiver, sampler, api, token, person_body, f"[{broker}]",
-                                 lambda: profile_targets(stack.procs), stages=sapien_stages(db_url))  # fmt: skip
+                                 lambda: profile_targets(stack.procs), stages=sapien_stages(db_url),
+                                 writes_url=db_url)  # fmt: skip
         a = common.a_sustained
         f_isolation = isolation_phase(cfg, stack, receiver, receiver_url, broker, a.deliveries_per_s or 100.0)
         d_api = api_on_off(cfg, stack, receiver_url, broker)
@@ -92,7 +93,7 @@ def peer_run(
     try:
         api = f"{peer.base_url}/persons"
         common = delivery_phases(cfg, receiver, sampler, api, None, peer_body, f"[{broker}] peer",
-                                 lambda: profile_targets(peer.procs))  # fmt: skip
+                                 lambda: profile_targets(peer.procs), writes_url=services.pg_url(database))  # fmt: skip
         exited = peer.check_alive()
     finally:
         peer.stop()

@@ -11,9 +11,11 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -32,6 +34,16 @@ CLAIMABLE = (
     f"status = '{DeliveryStatus.PENDING}' AND next_attempt_at <= now()"
     " AND (claimed_until IS NULL OR claimed_until < now())"
 )
+
+# The rows sending needs of each claimed delivery, from the CTEs ``claimed`` (the deliveries) and ``events``.
+CLAIMED_ROWS = """
+SELECT c.id, c.attempt_count,
+       e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
+       s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at
+FROM claimed c
+JOIN events e ON e.id = c.event_id AND e.created_at = c.event_created_at
+JOIN subscriptions_subscription s ON s.id = c.subscription_id
+JOIN core_organization o ON o.id = s.organization_id"""
 
 CLAIM_SQL = f"""
 WITH due AS MATERIALIZED (
@@ -56,13 +68,21 @@ WITH due AS MATERIALIZED (
       AND created_at >= (SELECT min(event_created_at) FROM due)
       AND created_at <= (SELECT max(event_created_at) FROM due)
 )
-SELECT c.id, c.attempt_count,
-       e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
-       s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at
-FROM claimed c
-JOIN events e ON e.id = c.event_id AND e.created_at = c.event_created_at
-JOIN subscriptions_subscription s ON s.id = c.subscription_id
-JOIN core_organization o ON o.id = s.organization_id
+{CLAIMED_ROWS}
+"""
+
+# A batch the relay handed over born claimed (``deliveries/handoff.py``): read, not written, and only while its
+# claim holds. The bounds are the message's values, so PostgreSQL plans the handed days' partitions only.
+HANDED_SQL = f"""
+WITH claimed AS (
+    SELECT id, attempt_count, event_id, event_created_at, subscription_id FROM deliveries_delivery
+    WHERE id = ANY(%(ids)s::uuid[]) AND event_created_at >= %(since)s AND event_created_at <= %(until)s
+      AND claim_token = %(token)s AND status = '{DeliveryStatus.PENDING}' AND claimed_until > now()
+), events AS MATERIALIZED (
+    SELECT id, type, body, organization_id, created_at, recipient_id FROM events_event
+    WHERE id = ANY(ARRAY(SELECT event_id FROM claimed)) AND created_at >= %(since)s AND created_at <= %(until)s
+)
+{CLAIMED_ROWS}
 """
 
 RECORD_SQL = f"""
@@ -83,9 +103,13 @@ FROM unnest(%(ids)s::uuid[], %(event_times)s::timestamptz[], %(statuses)s::text[
             %(codes)s::int[], %(errors)s::text[], %(completed)s::timestamptz[])
      AS v(id, event_created_at, status, next_attempt_at, status_code, error, completed_at)
 WHERE d.id = v.id AND d.event_created_at = v.event_created_at AND d.claim_token = %(token)s
-RETURNING d.id, d.organization_id, d.status
+RETURNING d.id, d.organization_id, d.subscription_id, d.status
 ), counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
     {outcome_counts_sql(recorded="recorded")}
+), recovered AS (  -- a success ends a subscription's run of failures (subscription_health_record counts them)
+    UPDATE subscriptions_subscription SET consecutive_failures = 0, failing_since = NULL
+    WHERE id IN (SELECT subscription_id FROM recorded WHERE status = '{DeliveryStatus.SUCCEEDED}')
+      AND consecutive_failures > 0
 )
 SELECT id FROM recorded
 """
@@ -146,7 +170,21 @@ def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
     """Claims up to ``batch_size`` due deliveries in one statement (its own short transaction)."""
     with connection.cursor() as cursor:  # one statement: atomic without BEGIN and COMMIT round trips
         cursor.execute(CLAIM_SQL, {"batch": batch_size, "token": token, "lease": claim_lease_seconds(batch_size)})
-        rows = cursor.fetchall()
+        return claimed_from_rows(cursor.fetchall())
+
+
+def handed_deliveries(
+    *, token: uuid.UUID, ids: Sequence[uuid.UUID], since: datetime, until: datetime
+) -> list[ClaimedDelivery]:
+    """The deliveries of a batch handed over born claimed under ``token``, as a claim would return them; those
+    whose claim lapsed (and may be another worker's by now) are left out."""
+    with connection.cursor() as cursor:
+        cursor.execute(HANDED_SQL, {"token": token, "ids": list(ids), "since": since, "until": until})
+        return claimed_from_rows(cursor.fetchall())
+
+
+def claimed_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[ClaimedDelivery]:
+    """``CLAIMED_ROWS``' rows as ``ClaimedDelivery``s."""
     claimed = []
     for (delivery_id, attempt, event_id, event_type, body, organization_id, created_at, recipient_id,
          subscription_id, callback_url, secret, active, tier, previous_secret, previous_expires) in rows:  # fmt: skip
@@ -172,13 +210,25 @@ def has_due_deliveries() -> bool:
 
 
 def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
-    """Writes attempts and delivery states in one transaction; a stale claim's states are dropped."""
+    """Writes attempts and delivery states in one transaction; a stale claim's states are dropped.
+
+    Successes (and retries still pending) take one autocommitted statement; a final failure or a 410 adds the
+    subscription's health bookkeeping, in a transaction with it.
+    """
     outcomes = list(outcomes)
     if not outcomes:
         return
     now = timezone.now()
     sent = [(outcome, outcome.result) for outcome in outcomes if outcome.result is not None]
-    with transaction.atomic():
+    failed = Counter(
+        o.delivery.subscription.id for o in outcomes if o.status == DeliveryStatus.FAILED and o.result is not None
+    )
+    gone = {
+        outcome.delivery.subscription.id
+        for outcome in outcomes
+        if outcome.result is not None and deactivates_subscription(outcome.result.status_code)
+    }
+    with transaction.atomic() if failed or gone else nullcontext():
         with connection.cursor() as cursor:
             cursor.execute(
                 RECORD_SQL,
@@ -210,6 +260,8 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
             applied = {row[0] for row in cursor.fetchall()}
         recorded = [outcome for outcome in outcomes if outcome.delivery.id in applied]
         log_outcomes(recorded)
+        if not (failed or gone):
+            return
         gone = {
             outcome.delivery.subscription.id
             for outcome in recorded
@@ -217,11 +269,10 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
         }
         for subscription in Subscription.objects.select_for_update().filter(id__in=gone, active=True):
             subscription_disable(subscription=subscription, reason="The receiver answered 410 Gone.", now=now)
-        succeeded = {o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.SUCCEEDED}
         failed = Counter(
             o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None
         )
-        subscription_health_record(succeeded=succeeded, failed=failed, now=now)
+        subscription_health_record(failed=failed, now=now)
 
 
 def log_outcomes(outcomes: list[Outcome]) -> None:

@@ -16,11 +16,13 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.claims import claim_due, record_outcomes_persistently
+from deliveries.claims import claim_due, handed_deliveries, record_outcomes_persistently
+from deliveries.handoff import HandedBatch, claims_release
 from deliveries.outbound import prepare_batch
 from deliveries.per_process import PerProcess
 from deliveries.retry import Outcome, decide
 from deliveries.senders import InFlight, SenderPool
+from deliveries.wakeups import wake_delivery_workers
 from sapien.core.transactions import assert_no_transaction
 
 # How often a worker records finished sends and claims the room they free while others are still in flight.
@@ -62,8 +64,10 @@ class DeliveryRun:
     time_up: bool  # claiming stopped with work perhaps left (time ran out, or every sending thread was busy)
 
 
-def send_due_deliveries(*, batch_size: int, max_seconds: float) -> DeliveryRun:
-    """Sends what is due, up to ``batch_size`` deliveries in flight, until a claim comes back short.
+def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBatch | None = None) -> DeliveryRun:
+    """Sends what is due, up to ``batch_size`` deliveries in flight, until a claim comes back short; or, given a
+    batch the relay ``handed`` over born claimed, sends that batch and claims nothing. A handed batch that finds
+    every sending thread taken (by slow receivers) is given back, due at once, and another worker woken for it.
 
     Outcomes are recorded every ``RECORD_SLICE_SECONDS``; while claims come back full, the room finished
     sends free is claimed again at once. Once claiming stops, sends still in flight after
@@ -81,19 +85,27 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float) -> DeliveryRun:
     while True:
         if stopped_at is None:
             room = batch_size - pool.busy
+            if handed is not None and room <= 0:  # slow receivers hold every thread: let a freer worker take it
+                claims_release([handed])
+                wake_delivery_workers(1)
+                return DeliveryRun(handled=0, time_up=True)
             if room <= 0 or time.monotonic() >= deadline:
                 time_up = True
                 stopped_at = time.monotonic()
             else:
-                token = uuid.uuid4()
-                batch = claim_due(batch_size=room, token=token)
+                if handed is not None:
+                    token = handed.token
+                    batch = handed_deliveries(token=token, ids=handed.ids, since=handed.since, until=handed.until)
+                else:
+                    token = uuid.uuid4()
+                    batch = claim_due(batch_size=room, token=token)
                 refusals, to_send = prepare_batch(batch)
                 record_outcomes_persistently(refusals, token=token)
                 for delivery, request in to_send:
                     in_flight[pool.submit(request)] = (delivery, token)
                 handled += len(batch)
-                if len(batch) < room:  # nothing more is due now; what falls due later brings its own wake-up
-                    stopped_at = time.monotonic()
+                if handed is not None or len(batch) < room:  # nothing more is due now; what falls due later
+                    stopped_at = time.monotonic()  # brings its own wake-up
         if not in_flight:
             if stopped_at is None:
                 continue

@@ -4,8 +4,8 @@ Checked at send time, not only when the subscription was saved: a subscription m
 deactivated, or its callback's name may have come to resolve to an internal address, since.
 """
 
-import time
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -19,25 +19,37 @@ from deliveries.transport import DeliveryRequest
 from sapien import __version__
 from subscriptions.url_safety import UnsafeCallbackURL, check_callback_url
 
+# What every webhook carries besides its own headers; the last three are a requests client's defaults, kept so
+# that receivers see the same request whatever client sends it.
+COMMON_HEADERS = {
+    "Content-Type": "application/json",
+    "User-Agent": f"Sapien-ESL/{__version__}",
+    "Accept-Encoding": "gzip, deflate",
+    "Accept": "*/*",
+    "Connection": "keep-alive",
+}
 
-def build_request(delivery: ClaimedDelivery, body: bytes) -> DeliveryRequest:
-    """The webhook as sent: ``body`` signed both ways (docs/webhooks.md, "Verifying signatures"), timestamped now."""
+
+def build_request(delivery: ClaimedDelivery, body: bytes, *, now: datetime | None = None) -> DeliveryRequest:
+    """The webhook as sent: ``body`` signed both ways (docs/webhooks.md, "Verifying signatures"), timestamped
+    ``now`` (a batch passes its one ``now``; by default, the current time)."""
     event, subscription = delivery.event, delivery.subscription
-    timestamp = int(time.time())
+    now = now or timezone.now()
+    timestamp = int(now.timestamp())
+    event_id = str(event.id)
     headers = {
-        "Content-Type": "application/json",
-        "User-Agent": f"Sapien-ESL/{__version__}",
+        **COMMON_HEADERS,
         "X-Sapien-Signature": sapien_signature(
             secret=subscription.secret, body=body, algorithm=settings.ESL_SIGNATURE_ALGORITHM
         ),
         "X-Sapien-Event": event.type,
         "X-Sapien-Delivery": str(delivery.id),
         "X-Sapien-Attempt": str(delivery.attempt),
-        "webhook-id": str(event.id),
+        "webhook-id": event_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": standard_webhooks_signature(
-            secrets=subscription.signing_secrets(timezone.now()),
-            message_id=str(event.id),
+            secrets=subscription.signing_secrets(now),
+            message_id=event_id,
             timestamp=timestamp,
             body=body,
         ),
@@ -52,6 +64,7 @@ def refusal(delivery: ClaimedDelivery, reason: str) -> Outcome:
 
 def prepare_batch(batch: list[ClaimedDelivery]) -> tuple[list[Outcome], list[tuple[ClaimedDelivery, DeliveryRequest]]]:
     """Refuses what must not be sent (inactive subscription, unsafe URL); signs the rest, one body per event."""
+    now = timezone.now()
     bodies: dict[uuid.UUID, bytes] = {}
     url_verdicts: dict[str, str] = {}
     to_send: list[tuple[ClaimedDelivery, DeliveryRequest]] = []
@@ -72,5 +85,5 @@ def prepare_batch(batch: list[ClaimedDelivery]) -> tuple[list[Outcome], list[tup
             continue
         if delivery.event.id not in bodies:
             bodies[delivery.event.id] = body_to_send(delivery.event)
-        to_send.append((delivery, build_request(delivery, bodies[delivery.event.id])))
+        to_send.append((delivery, build_request(delivery, bodies[delivery.event.id], now=now)))
     return refusals, to_send

@@ -1,14 +1,17 @@
 """The relay: fans outbox events out into deliveries, in set-based SQL.
 
-One short transaction per batch: claim unrelayed events with ``FOR UPDATE SKIP
-LOCKED`` (marking them relayed), count them against their organization's hourly
+One short transaction per batch: take the oldest outbox entries with ``FOR UPDATE
+SKIP LOCKED`` (deleting them: an event leaves the outbox when it is relayed, and
+its own row is never touched), count them against their organization's hourly
 quota, and insert one delivery per matching subscription (the unique constraint
 makes it idempotent). Deliveries of events past the quota are due at the next
-window instead of now. Several relays can run at once: each takes rows the
-others have not locked.
+window instead of now; the others, when the relay hands them over, are born
+claimed by the worker that gets them (``deliveries/handoff.py``). Several relays
+can run at once: each takes entries the others have not locked.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +19,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from deliveries.counters import counter_parameters, relay_counts_sql
-from deliveries.new_deliveries import new_deliveries_sql
-from deliveries.wakeups import wake_delivery_workers, wakeups_for
+from deliveries.handoff import NOT_HANDING, HandedBatch, hand_parameters, hand_to_workers
+from deliveries.new_deliveries import BirthClaim, new_deliveries_sql
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
@@ -25,18 +28,14 @@ from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, counted_sql, quo
 
 RELAY_SQL = """
 WITH due AS MATERIALIZED (
-    SELECT id, created_at FROM events_event
-    WHERE relayed_at IS NULL
+    SELECT created_at, event_id FROM events_outbox
     ORDER BY created_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE events_event SET relayed_at = now()
-    -- ARRAY(): primary-key lookups, never a scan of the whole (retained) table; the bounds on created_at
-    -- prune the update to the partitions that hold the batch, when the statement starts.
-    WHERE id = ANY(ARRAY(SELECT id FROM due))
-      AND created_at >= (SELECT min(created_at) FROM due) AND created_at <= (SELECT max(created_at) FROM due)
-    RETURNING id, organization_id, type, created_at, recipient_id,
+), claimed AS (  -- taken out of the outbox: the event rows themselves are never read nor rewritten here
+    DELETE FROM events_outbox
+    WHERE (created_at, event_id) IN (SELECT created_at, event_id FROM due)
+    RETURNING event_id AS id, organization_id, type, created_at, recipient_id,
               {window_start} AS window_start, {counted} AS counted
 ), windows AS (
     SELECT organization_id, window_start, count(*)::int AS added
@@ -69,11 +68,16 @@ WITH due AS MATERIALIZED (
         ELSE s.active AND {matches}
     END
     ON CONFLICT (event_id, subscription_id, event_created_at) DO NOTHING
-    RETURNING organization_id
+    RETURNING id, organization_id, event_created_at, claim_token
 ), relay_counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
     {count}
+), handed AS (  -- the deliveries born claimed, by claim: each is one worker's batch (deliveries/handoff.py)
+    SELECT claim_token AS token, array_agg(id) AS ids, min(event_created_at) AS since, max(event_created_at) AS until
+    FROM fanned WHERE claim_token IS NOT NULL
+    GROUP BY claim_token
 )
 SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM fanned),
+       (SELECT coalesce(json_agg(handed), '[]') FROM handed),
        q.organization_id, q.window_start, q.before, q.after, q.quota
 FROM (SELECT 1) AS one LEFT JOIN quota q ON true
 """.format(
@@ -81,7 +85,17 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
     counted=counted_sql("type"),
     matches=patterns_match_sql("s.events", "e.type"),
     count=relay_counts_sql(events="placed", deliveries="fanned"),
-    insert_deliveries=new_deliveries_sql(event="e", subscription_id="s.id", due_at="greatest(now(), e.not_before)"),
+    insert_deliveries=new_deliveries_sql(
+        event="e",
+        subscription_id="s.id",
+        due_at="greatest(now(), e.not_before)",
+        # Due now and handed over: born claimed, %(hand_size)s to a claim. Never when not handing (%(hand)s).
+        claim=BirthClaim(
+            when="%(hand)s AND e.not_before IS NULL",
+            token="md5(%(hand_token)s || ((row_number() OVER () - 1) / %(hand_size)s)::text)::uuid",  # noqa: S106
+            until="now() + make_interval(secs => %(hand_lease)s)",
+        ),
+    ),
 )
 
 
@@ -89,12 +103,15 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
 class RelayBatch:
     events: int
     deliveries: int
+    handed: tuple[HandedBatch, ...] = ()  # the deliveries born claimed, batch by batch (only when handing over)
 
 
-def relay_parameters(*, batch_size: int) -> dict[str, Any]:
-    """``RELAY_SQL``'s parameters: the batch, the tiers' quotas, the quota window, the counters' shard."""
+def relay_parameters(*, batch_size: int, hand: bool = False) -> dict[str, Any]:
+    """``RELAY_SQL``'s parameters: the batch, the tiers' quotas, the quota window, the counters' shard, and
+    whether (and how) the deliveries due now are born claimed to be handed over."""
     tiers, limits = zip(*quota_limits().items(), strict=True)
     return {
+        **(hand_parameters(batch_size=settings.ESL_DELIVERY_BATCH_SIZE) if hand else NOT_HANDING),
         "batch": batch_size,
         "tiers": list(tiers),
         "limits": list(limits),
@@ -103,18 +120,21 @@ def relay_parameters(*, batch_size: int) -> dict[str, Any]:
     }
 
 
-def relay_batch(*, batch_size: int) -> RelayBatch:
+def relay_batch(*, batch_size: int, hand: bool = False) -> RelayBatch:
     """Relays one batch in one statement (claim, count against the quota, fan out) and its own transaction.
 
-    Deliveries of events past their organization's hourly quota are due when the next window opens.
+    Deliveries of events past their organization's hourly quota are due when the next window opens. With
+    ``hand``, the caller hands the result's ``handed`` batches to workers (``deliveries/handoff.py``): the
+    deliveries due now are born claimed for them.
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(RELAY_SQL, relay_parameters(batch_size=batch_size))
+        cursor.execute(RELAY_SQL, relay_parameters(batch_size=batch_size, hand=hand))
         rows = cursor.fetchall()
-        for _, _, organization_id, start, before, after, quota in rows:
+        for *_, organization_id, start, before, after, quota in rows:
             if organization_id is not None:
                 announce_thresholds(Counted(organization_id, start, before=before, after=after, limit=quota))
-    return RelayBatch(events=rows[0][0], deliveries=rows[0][1])
+    events, deliveries, handed = rows[0][:3]
+    return RelayBatch(events=events, deliveries=deliveries, handed=tuple(HandedBatch.from_row(row) for row in handed))
 
 
 def announce_thresholds(counted: Counted) -> None:
@@ -141,18 +161,23 @@ def announce_thresholds(counted: Counted) -> None:
 
 
 def relay_and_wake_workers() -> RelayBatch:
-    """Relays what is pending and wakes enough workers for the deliveries it made."""
-    result = relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE)
-    if result.deliveries:
-        wake_delivery_workers(wakeups_for(result.deliveries))
-    return result
+    """Relays what is pending, handing each batch's deliveries to workers as soon as it commits."""
+    return relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE, hand_to=hand_to_workers)
 
 
-def relay_pending(*, batch_size: int, max_batches: int = 1000) -> RelayBatch:
-    """Relays until the outbox is empty (or ``max_batches`` were done); returns the totals."""
+def relay_pending(
+    *, batch_size: int, max_batches: int = 1000, hand_to: Callable[[list[HandedBatch]], None] | None = None
+) -> RelayBatch:
+    """Relays until the outbox is empty (or ``max_batches`` were done); returns the totals.
+
+    With ``hand_to``, the deliveries due now are born claimed and passed to it batch by batch, after each
+    commit; without, they are born pending, for whichever worker claims them.
+    """
     events = deliveries = 0
     for _ in range(max_batches):
-        batch = relay_batch(batch_size=batch_size)
+        batch = relay_batch(batch_size=batch_size, hand=hand_to is not None)
+        if hand_to is not None and batch.handed:
+            hand_to(list(batch.handed))
         events += batch.events
         deliveries += batch.deliveries
         if batch.events < batch_size:

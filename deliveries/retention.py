@@ -100,7 +100,7 @@ def replay_hold_start() -> datetime | None:
 
 def oldest_unrelayed() -> datetime | None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT min(created_at) FROM events_event WHERE relayed_at IS NULL")  # the outbox index
+        cursor.execute("SELECT min(created_at) FROM events_outbox")  # its primary key leads with created_at
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -111,7 +111,7 @@ def purge_expired(*, now: datetime | None = None) -> PurgeResult:
     result = PurgeResult()
     try:
         result.partitions_created = history_partitions_ensure(now=now)
-    except OperationalError:  # a long reader holds a table: a week of partitions is ready ahead, try next pass
+    except OperationalError:  # a long reader holds a table: three days of partitions are ready ahead, try next pass
         logger.warning("Could not create the history's partitions ahead (a table was in use); the next pass will.")
     with transaction.atomic(), connection.cursor() as cursor:
         counting = counter_parameters(per_organization=settings.ESL_METRICS_PER_ORGANIZATION)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from deliveries.models import DeliveryStatus
-from deliveries.transport import DeliveryResult
 from sapien.core.models import Tier
 from sapien.core.tiers import limits_for
 
-if TYPE_CHECKING:  # claims records outcomes, so it imports this module
+if TYPE_CHECKING:  # claims records outcomes, so it imports this module; the relay reads the policy, never the transport
     from deliveries.claims import ClaimedDelivery
+    from deliveries.transport import DeliveryResult
 
 
 def is_success(status_code: int | None) -> bool:
@@ -74,13 +74,13 @@ class Outcome:
     """What becomes of a claimed delivery: its new status, when to try again, and the attempt if one was made."""
 
     delivery: "ClaimedDelivery"
-    result: DeliveryResult | None  # None: nothing was sent
+    result: "DeliveryResult | None"  # None: nothing was sent
     status: str
     next_attempt_at: datetime | None
     error: str
 
 
-def decide(delivery: "ClaimedDelivery", result: DeliveryResult, *, now: datetime) -> Outcome:
+def decide(delivery: "ClaimedDelivery", result: "DeliveryResult", *, now: datetime) -> Outcome:
     """What an attempt's result means for its delivery: done, retry later, or failed for good.
 
     2xx succeeds; 410 fails it and deactivates the subscription; past the tier's retry budget it fails;

@@ -10,7 +10,7 @@ against the host name.
 import socket
 from typing import Any
 
-from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
@@ -56,12 +56,9 @@ class CheckedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = CheckedHTTPSConnection
 
 
-class PublicOnlyAdapter(HTTPAdapter):
-    """A requests adapter whose connections can only reach public addresses."""
+class PublicOnlyPoolManager(PoolManager):
+    """A pool manager whose connections can only reach public addresses."""
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": CheckedHTTPConnectionPool,
-            "https": CheckedHTTPSConnectionPool,
-        }
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool_classes_by_scheme = {"http": CheckedHTTPConnectionPool, "https": CheckedHTTPSConnectionPool}

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 from deliveries import claims, dispatch, relay, retention
+from deliveries.handoff import HandedBatch
 from deliveries.wakeups import wake_delivery_workers
 
 
@@ -16,6 +17,16 @@ def deliver_due(**kwargs: Any) -> int:
     )
     if run.time_up and claims.has_due_deliveries():
         wake_delivery_workers(1)  # time ran out with work left: hand over rather than hog the worker
+    return run.handled
+
+
+@shared_task(name="deliveries.deliver_claimed", ignore_result=True)
+def deliver_claimed(*, token: str, ids: list[str], since: str, until: str, **kwargs: Any) -> int:
+    """Sends a batch the relay handed over born claimed (``deliveries/handoff.py``)."""
+    handed = HandedBatch.from_message(token=token, ids=ids, since=since, until=until)
+    run = dispatch.send_due_deliveries(
+        batch_size=settings.ESL_DELIVERY_BATCH_SIZE, max_seconds=settings.ESL_DELIVERY_TASK_SECONDS, handed=handed
+    )
     return run.handled
 
 

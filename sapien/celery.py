@@ -4,17 +4,25 @@ Celery carries wake-ups only: what is due lives in PostgreSQL, and the periodic
 sweeps below guarantee progress when a message is lost.
 """
 
+import ctypes
 import logging
 import os
+import sys
 from typing import Any
 
 from celery import Celery
+from celery import platforms as celery_platforms
 from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 from kombu.transport import redis as kombu_redis
 
 from sapien.core.context import bind_context, clear_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
+# Celery runs Django's system checks when a worker starts, unless told not to; checking the URLconf imports
+# every view, serializer and the OpenAPI machinery into processes that serve none (about 10 MB each, children
+# included). The checks run where they belong: ``manage.py check`` and ``migrate``.
+os.environ.setdefault("CELERY_SKIP_CHECKS", "true")
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +52,35 @@ def _survive_redis_channel_close_after_connection_loss() -> None:
 
 _survive_redis_channel_close_after_connection_loss()
 
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _set_parent_death_signal_through_ctypes() -> None:
+    """Spares each worker child the C parser billiard loads to make one system call (Linux only).
+
+    A prefork child asks the kernel to kill it when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
+    billiard makes that call through cffi whenever cffi is importable (cryptography brings it), and cffi
+    first imports pycparser and builds its parser: about 4.5 MB and 25 ms in every child. ctypes makes
+    the same call for nothing; a failure is an ``OSError``, which Celery ignores, as before.
+    """
+    if not sys.platform.startswith("linux") or getattr(celery_platforms._set_pdeathsig, "sapien_ctypes", False):
+        return
+
+    def set_pdeathsig(signum: int) -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_int(signum)) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        except (AttributeError, TypeError) as exc:  # no prctl in this libc
+            raise OSError("pdeathsig is not supported here") from exc
+
+    set_pdeathsig.sapien_ctypes = True  # type: ignore[attr-defined]
+    celery_platforms._set_pdeathsig = set_pdeathsig
+
+
+_set_parent_death_signal_through_ctypes()
+
 app = Celery("sapien")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["deliveries", "availability"])
@@ -60,6 +97,14 @@ app.conf.beat_schedule = {
 def _bind_task_context(task_id: str | None = None, **kwargs: Any) -> None:
     """Each task run gets its own correlation id, so its events and log lines can be told apart."""
     bind_context(correlation_id=f"task_{task_id}", source="system")
+
+
+@task_prerun.connect
+def _check_database_connection(**kwargs: Any) -> None:
+    """What Django does before each request, before each task: the connection is kept between tasks
+    (``CELERY_DB_REUSE_MAX``), unless it is past ``CONN_MAX_AGE`` or errored; and the first query checks it is
+    still alive, so a task after a database restart reconnects instead of failing."""
+    close_old_connections()
 
 
 @task_postrun.connect

@@ -11,8 +11,12 @@ its arguments. Every module-level name that is a gunicorn setting is read as one
 - The request limits are gunicorn's largest, so that Django answers (with the JSON error shape)
   anything a client may reasonably send; what is larger still gets gunicorn's own plain answer
   (docs/operations.md, "What gunicorn answers itself").
+- The application is loaded once, in the master, and forked into the workers, its objects kept out
+  of the garbage collector's reach (``when_ready``): the workers share its memory instead of each
+  holding a copy (docs/operations.md, "The web process"). A code change needs a restart, not a HUP.
 """
 
+import gc
 from typing import Any
 
 from gunicorn import glogging
@@ -43,3 +47,20 @@ class RedactingLogger(glogging.Logger):
 
 
 logger_class = RedactingLogger
+
+preload_app = True
+
+
+def when_ready(server: Any) -> None:
+    """In the master, once the application is loaded and before any worker is forked.
+
+    No database connection opened while loading may be shared by the workers; and what loading made is
+    frozen, so that a worker's collections never write to (and so copy) the pages it shares with the others.
+    """
+    if not server.cfg.preload_app:  # turned off on the command line: the master loaded nothing
+        return
+    from django.db import connections
+
+    connections.close_all()
+    gc.collect()
+    gc.freeze()

@@ -6,11 +6,12 @@ keyword argument. Each command runs from the project root (where ``manage.py`` i
 
 - web: gunicorn with ``sapien.gunicorn_conf`` (access log without query strings, request limits).
 - worker: one queue, ``sapien``; no gossip, mingle or event heartbeats, which Sapien does not use
-  (nothing revokes tasks or watches worker events) and which cost broker traffic per worker.
+  (nothing revokes tasks or watches worker events) and which cost broker traffic per worker. Started by
+  ``sapien.worker`` rather than ``celery worker``, whose command line costs each process 8 MB of imports.
 
 ``python -m sapien.processes ROLE`` replaces itself with the role's process (the Docker image's
 entry point); ``--print`` shows the command line instead. Defaults come from ``PORT``,
-``WEB_CONCURRENCY`` and ``WORKER_CONCURRENCY``.
+``WEB_CONCURRENCY``, ``WEB_THREADS`` and ``WORKER_CONCURRENCY``.
 """
 
 import argparse
@@ -26,10 +27,20 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the web role serves the network; test
 
 
 def web(
-    *, port: int = 8080, host: str = ALL_INTERFACES, workers: int = 2, access_log: bool = True, log_level: str = "info"
-) -> list[str]:
+    *, port: int = 8080, host: str = ALL_INTERFACES, workers: int = 2, threads: int = 1, access_log: bool = True,
+    log_level: str = "info",
+) -> list[str]:  # fmt: skip
+    """gunicorn's ``sync`` workers, one request at a time each; ``threads`` above 1 runs ``gthread`` workers instead.
+
+    Chosen by measurement (``bench/api_profile.py --served``, docs/operations.md "The web process"): with
+    PostgreSQL on the same host a request waits little, and 2 workers of 4 threads served no more creates
+    per second than 2 sync workers, and lists about a quarter fewer, at more CPU per request (the threads
+    contend for one GIL). Threads pay where the database is far: each thread then holds its own connection.
+    """
     command = [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--config", GUNICORN_CONFIG, "--bind", f"{host}:{port}",
                "--workers", str(workers), "--log-level", log_level]  # fmt: skip
+    if threads > 1:
+        command += ["--worker-class", "gthread", "--threads", str(threads)]
     return [*command, "--access-logfile", "-"] if access_log else command
 
 
@@ -39,8 +50,8 @@ def relay() -> list[str]:
 
 def worker(*, concurrency: int = 2, name: str | None = None, log_level: str = "INFO") -> list[str]:
     """``name`` is Celery's node name (``name@%h``); by default ``celery@`` the host name."""
-    command = [PYTHON, "-m", "celery", "-A", "sapien", "worker", "-Q", "sapien", "--concurrency", str(concurrency),
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", log_level]  # fmt: skip
+    command = [PYTHON, "-m", "sapien.worker", "-Q", "sapien", "--concurrency", str(concurrency),
+               "--loglevel", log_level]  # fmt: skip
     return [*command, "-n", name] if name else command
 
 
@@ -51,7 +62,7 @@ def beat(*, schedule: Path | str, log_level: str = "WARNING") -> list[str]:
 
 def command_for(args: argparse.Namespace) -> list[str]:
     if args.role == "web":
-        return web(port=args.port, host=args.host, workers=args.workers)
+        return web(port=args.port, host=args.host, workers=args.workers, threads=args.threads)
     if args.role == "relay":
         return relay()
     if args.role == "worker":
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     web_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     web_parser.add_argument("--host", default=ALL_INTERFACES)
     web_parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    web_parser.add_argument("--threads", type=int, default=int(os.environ.get("WEB_THREADS", "1")))
     roles.add_parser("relay", help="the outbox relay")
     worker_parser = roles.add_parser("worker", help="a Celery worker")
     worker_parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+import sapien.core.schema  # noqa: F401 - registers the OpenAPI extension for the schema views below
 from deliveries.metrics import metrics_view
 from sapien.core import oauth_views
 from sapien.core.errors import json_error_view

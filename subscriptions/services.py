@@ -84,15 +84,12 @@ def subscription_ping(*, subscription: Subscription) -> Any:
     )
 
 
-def subscription_health_record(*, succeeded: set[Any], failed: Counter[Any], now: datetime) -> None:
+def subscription_health_record(*, failed: Counter[Any], now: datetime) -> None:
     """Counts deliveries that ended failed in a row; disables a subscription past the limit and period.
 
-    A success resets the count. Runs inside the transaction recording the outcomes.
+    A success resets the count: the statement recording the outcomes does that (``deliveries/claims.py``), and
+    this runs after it, inside the same transaction.
     """
-    if succeeded:
-        Subscription.objects.filter(id__in=succeeded, consecutive_failures__gt=0).update(
-            consecutive_failures=0, failing_since=None
-        )
     if not failed:
         return
     for subscription_id, count in failed.items():

@@ -10,7 +10,7 @@ credentials (they would show wherever the URL does); a port from 1 to 65535;
 an IPv4 literal only as four decimal numbers (``2130706433``, ``0177.0.0.1``,
 ``0x7f.1`` and ``127.1`` all mean 127.0.0.1 to some resolver); an IPv6 literal
 without a zone; a name of letters, digits and hyphens once IDNA-encoded, as
-requests encodes it before sending.
+the transport encodes it before sending.
 """
 
 import ipaddress
@@ -142,7 +142,7 @@ def _ipv6_literal(text: str) -> ipaddress.IPv6Address:
 
 
 def _ascii_host(host: str) -> str:
-    """The host as requests will send it: IDNA-encoded (UTS 46) when it is not ASCII."""
+    """The host as the transport will send it: IDNA-encoded (UTS 46) when it is not ASCII."""
     if not host.isascii():
         try:
             host = idna.encode(host, uts46=True).decode("ascii")

@@ -17,6 +17,7 @@ from bench.receiving import Receipt, ReceiverClient, drain_timeout
 from bench.report import fmt
 from bench.results import Deliveries, DeliveryPhase, DeliveryPhases, LoadSummary, Stage
 from bench.stats import ms, pct
+from bench.writes import WriteMeter
 
 FIXED_RATE = 100.0  # events/s for the first latency phase
 
@@ -26,10 +27,12 @@ Stages = Callable[[list[Receipt]], dict[str, Stage]]
 def delivery_phase(
     receiver: ReceiverClient, sampler: MemorySampler, url: str, token: str | None, body: BodyFactory, subs: int, *,
     count: int, threads: int, rate: float | None = None, max_seconds: float = 600, profiler: Profiler | None = None,
-    stages: Stages | None = None,
+    stages: Stages | None = None, writes_url: str | None = None,
 ) -> DeliveryPhase:  # fmt: skip
-    """Writes ``count`` entities (closed loop, or open loop at ``rate``) and waits for every delivery."""
+    """Writes ``count`` entities (closed loop, or open loop at ``rate``) and waits for every delivery; with
+    ``writes_url``, reads that database's write counters around it (bench/writes.py)."""
     receiver.reset()
+    writes = WriteMeter(writes_url) if writes_url else None  # first: it waits for the counters to settle
     meter = CpuMeter(sampler)
     if profiler:
         profiler.start()
@@ -42,6 +45,7 @@ def delivery_phase(
     return DeliveryPhase(
         **counted.fields(),
         cpu=cpu,
+        writes=writes.stop(deliveries=counted.unique) if writes else None,
         profile=profiler.stop() if profiler else None,
         stages_ms=stages(receipts) if stages else None,
         load=LoadSummary.of(load),
@@ -55,9 +59,10 @@ def delivery_phase(
 def delivery_phases(
     cfg: Config, receiver: ReceiverClient, sampler: MemorySampler, api: str, token: str | None,
     bodies: Callable[[str], BodyFactory], title: str, targets: Callable[[], dict[str, int]],
-    stages: Stages | None = None,
+    stages: Stages | None = None, writes_url: str | None = None,
 ) -> DeliveryPhases:  # fmt: skip
-    """Warm-up, (a) sustained throughput, (b) latency at 100 events/s and at 80 % of (a)'s event rate."""
+    """Warm-up, (a) sustained throughput, (b) latency at 100 events/s and at 80 % of (a)'s event rate; with
+    ``writes_url``, (a)'s writes to that database."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
     def phase(tag: str, count: int, rate: float | None = None, profile: bool = False) -> DeliveryPhase:
@@ -74,6 +79,7 @@ def delivery_phases(
             max_seconds=cfg.latency_seconds * 1.2 + 1 if rate else 600,
             profiler=Profiler(cfg.profile_dir / slug, targets()) if profile and cfg.profile_dir else None,
             stages=stages,
+            writes_url=writes_url if tag == "a" else None,
         )
 
     log(f"{title} warm-up")
@@ -81,6 +87,10 @@ def delivery_phases(
     log(f"{title} (a) {cfg.events} writes x {cfg.subs} subscriptions, {cfg.threads} client threads")
     a = phase("a", cfg.events, profile=True)
     log(f"    {fmt(a.deliveries_per_s)} deliveries/s, API {a.load.req_per_s} writes/s, missing {a.missing}")
+    if a.writes:
+        w = a.writes
+        log(f"    per delivery: {w.rows_per_delivery} rows, {w.index_entries_per_delivery} index entries, "
+            f"{fmt(w.wal_bytes_per_delivery)} WAL bytes")  # fmt: skip
     b_latency = []
     event_rate = a.events_per_s or 10.0
     for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):

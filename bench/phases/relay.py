@@ -17,6 +17,7 @@ from bench.report import fmt
 from bench.results import Deliveries, Drain, Relay
 from bench.stack import SapienStack
 from bench.stats import ratio
+from bench.writes import WriteMeter, own_statement
 
 ENVELOPE = json.dumps(
     {"id": "00000000-0000-0000-0000-000000000000", "type": "person.created", "version": "1.0",
@@ -24,6 +25,22 @@ ENVELOPE = json.dumps(
      "metadata": {"correlation_id": "bench", "triggered_by": "bench", "source": "api"}},
     separators=(",", ":"),
 )  # fmt: skip
+
+
+# Keyed by whether the revision has the narrow outbox (events_outbox), or marks events relayed (a --ref before it).
+OUTBOX_DEPTH_SQL = {
+    True: "SELECT count(*) FROM events_outbox",
+    False: "SELECT count(*) FROM events_event WHERE relayed_at IS NULL",
+}
+OUTBOX_FILL_SQL = {  # N events as record_event() writes them
+    True: "WITH events AS (INSERT INTO events_event (id, organization_id, type, body, created_at, recipient_id)"
+    " SELECT gen_random_uuid(), %s, 'person.created', %s, clock_timestamp(), NULL"
+    " FROM generate_series(1, %s) RETURNING id, organization_id, type, created_at)"
+    " INSERT INTO events_outbox (created_at, event_id, organization_id, type, recipient_id)"
+    " SELECT created_at, id, organization_id, type, NULL FROM events",
+    False: "INSERT INTO events_event (id, organization_id, type, body, created_at, relayed_at, recipient_id)"
+    " SELECT gen_random_uuid(), %s, 'person.created', %s, clock_timestamp(), NULL, NULL FROM generate_series(1, %s)",
+}
 
 
 def relay_phase(
@@ -41,15 +58,13 @@ def relay_phase(
     stack.stop("beat", "relay", "worker")  # beat's relay sweep and the worker would race the probe
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM events_event WHERE relayed_at IS NULL").fetchone()
+            narrow_outbox = conn.execute("SELECT to_regclass('events_outbox') IS NOT NULL").fetchone() == (True,)
+            row = conn.execute(OUTBOX_DEPTH_SQL[narrow_outbox]).fetchone()
             leftover = row[0] if row else 0
-            conn.execute(
-                "INSERT INTO events_event (id, organization_id, type, body, created_at, relayed_at, recipient_id)"
-                " SELECT gen_random_uuid(), %s, 'person.created', %s, clock_timestamp(), NULL, NULL"
-                " FROM generate_series(1, %s)",
-                (org, ENVELOPE, n),
-            )
+            conn.execute(OUTBOX_FILL_SQL[narrow_outbox], (org, ENVELOPE, n))
             conn.execute("ANALYZE events_event")
+            if narrow_outbox:
+                conn.execute("ANALYZE events_outbox")
         log(f"[{broker}] (c) relay_pending over {n} outbox rows x {cfg.subs} subscriptions")
         probe: dict[str, Any] = stack.side("relay-probe")
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -58,8 +73,9 @@ def relay_phase(
                 " (SELECT id FROM events_event WHERE organization_id = %s ORDER BY created_at LIMIT %s)",
                 (org, org, cfg.drain_events),
             )
-            conn.execute(
-                "UPDATE deliveries_delivery SET next_attempt_at = now() + interval '1 day' WHERE organization_id = %s",
+            conn.execute(  # held back, and unclaimed: a relay may hand its batches over born claimed
+                "UPDATE deliveries_delivery SET next_attempt_at = now() + interval '1 day', claim_token = NULL,"
+                " claimed_until = NULL WHERE organization_id = %s",
                 (org,),
             )
     finally:
@@ -90,13 +106,16 @@ def drain_phase(stack: SapienStack, db_url: str, org: str, broker: str, receiver
     """Delivery capacity without the API: held-back deliveries released at once, timed at the receiver."""
     time.sleep(3)  # the worker and beat connect to the broker
     receiver.reset()
+    writes = WriteMeter(db_url)  # first: it waits for the counters to settle
     meter = CpuMeter(stack.sampler)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        row = conn.execute(
+        row, release = own_statement(
+            conn,
+            "the release (an UPDATE of the held-back deliveries)",
             "WITH released AS (UPDATE deliveries_delivery SET next_attempt_at = now() WHERE organization_id = %s"
             " RETURNING 1) SELECT count(*) FROM released",
             (org,),
-        ).fetchone()
+        )
     released_at = time.time()
     expected = row[0] if row else 0
     log(f"[{broker}] (a2) delivery drain: {expected} deliveries released at once (woken by beat's 1 s sweep)")
@@ -110,6 +129,7 @@ def drain_phase(stack: SapienStack, db_url: str, org: str, broker: str, receiver
         cpu=cpu,
         first_receipt_after_s=round(arrivals[0] - released_at, 3) if arrivals else None,
         first_to_last_per_s=(len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None,
+        writes=writes.stop(deliveries=counted.unique, own=release),
     )
     log(f"    {fmt(out.first_to_last_per_s)} deliveries/s first->last receipt, missing {out.missing}")
     return out

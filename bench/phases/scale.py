@@ -10,6 +10,7 @@ back; one API write timed to its receipt. Last, a day outside the history (``day
 full as one of the history's days and dropped with ``history_day_drop`` while another session reads the delivery
 log: one timing per size, since a day drops once.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,7 +4,7 @@ Each delivery and attempt gains ``event_created_at`` (its event's ``created_at``
 key, the same day as its event's partition) and each delivery ``event_type``, filled from the
 events as the rows are copied. Both tables are rebuilt under their names as ``events_event`` was
 (events 0005): renamed, created partitioned with a partition per day from the oldest event's day
-to a week ahead and a default one, copied, the old tables dropped, keys and indexes built. Primary
+to ``DAYS_AHEAD`` days ahead and a default one, copied, the old tables dropped, keys and indexes built. Primary
 keys become (id, event_created_at) and the one-delivery-per-event-and-subscription constraint
 takes ``event_created_at`` too; the links between events, deliveries, attempts and blobs are
 kept by the code (a foreign key to a partitioned table would have to name its partition key).

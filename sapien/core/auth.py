@@ -6,19 +6,27 @@ machine token, the user's for a user token.
 A token travels only in the header (docs/api.md, "Authentication"): one in the query string or a form
 body is refused with 401 ``token_in_url``, valid or not. Authentication never parses a JSON body: the
 view does, later, within the limits of ``sapien.core.parsers``. django-oauth-toolkit issues and revokes
-the tokens (``/oauth/*``); checking one here is one query on its unique checksum.
+the tokens (``/oauth/*``); checking one here is one query on its unique checksum, saved for the next
+``OAUTH_TOKEN_CACHE_SECONDS`` by ``RecentTokens``.
 """
 
 import hashlib
+import threading
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django.conf import settings
+from django.db.models import Model
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from oauth2_provider.models import AccessToken
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from sapien.core.context import bind_actor
+from sapien.core.models import Application, Organization, User
 
 TOKEN_PARAMETER = "access_token"  # noqa: S105  # a parameter name (RFC 6750 §2.2, §2.3), not a secret
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -34,12 +42,92 @@ class TokenNotInHeader(exceptions.AuthenticationFailed):
     )
 
 
-def access_token_of(token: str) -> AccessToken | None:
+def token_checksum(token: str) -> str:
+    """What django-oauth-toolkit stores and looks a token up by (``AccessToken.token_checksum``)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def access_token_of(checksum: str) -> AccessToken | None:
     """The token with its client, the client's organization and its user: one query on DOT's unique checksum."""
-    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    return (
-        AccessToken.objects.select_related("application__organization", "user").filter(token_checksum=checksum).first()
-    )
+    # A slice, not first(): the checksum is unique, and first()'s ORDER BY only costs compiling.
+    tokens = AccessToken.objects.select_related("application__organization", "user").filter(token_checksum=checksum)
+    return next(iter(tokens[:1]), None)
+
+
+class RecentTokens:
+    """Tokens this process read within the last ``OAUTH_TOKEN_CACHE_SECONDS`` (0: none), by checksum.
+
+    A hit saves the token's query. What it costs: a token revoked through another process is still taken
+    for up to that long (docs/api.md, "Authentication"); expiry is compared at every use all the same. A
+    token saved or deleted in this process (its revocation) is forgotten at once, and every token when an
+    organization, a client or a user is saved or deleted here. At most ``MAX_TOKENS``, the oldest go first.
+    The tokens and what they hold are shared by the requests that use them: read them, never change them.
+    """
+
+    MAX_TOKENS = 1024
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, tuple[float, AccessToken]] = {}
+        self._writing = threading.Lock()  # reads take no lock: one dict lookup is atomic
+
+    def get(self, checksum: str) -> AccessToken | None:
+        entry = self._tokens.get(checksum)
+        if entry is None or self.clock() - entry[0] >= settings.OAUTH_TOKEN_CACHE_SECONDS:
+            return None
+        return entry[1]
+
+    def put(self, checksum: str, token: AccessToken, *, read_at: float) -> None:
+        """``read_at``: ``clock()`` before the query that found the token, where its time starts."""
+        if settings.OAUTH_TOKEN_CACHE_SECONDS <= 0:
+            return
+        with self._writing:
+            self._tokens.pop(checksum, None)
+            while len(self._tokens) >= self.MAX_TOKENS:
+                del self._tokens[next(iter(self._tokens))]
+            self._tokens[checksum] = (read_at, token)
+
+    def forget(self, checksum: str | None) -> None:
+        """Forgets one token; every token when ``checksum`` is unknown."""
+        with self._writing:
+            if checksum is None:
+                self._tokens.clear()
+            else:
+                self._tokens.pop(checksum, None)
+
+    def clear(self) -> None:
+        self.forget(None)
+
+
+recent_tokens = RecentTokens()
+
+
+@receiver([post_save, post_delete], sender=AccessToken, dispatch_uid="sapien.core.auth.forget_token")
+def forget_token(sender: type[AccessToken], instance: AccessToken, **kwargs: Any) -> None:
+    recent_tokens.forget(vars(instance).get("token_checksum"))  # vars(): a deferred field is no query
+
+
+def forget_every_token(sender: type[Model], **kwargs: Any) -> None:
+    """What cached tokens hold (a client, an organization, a user) changed here: none is kept."""
+    recent_tokens.clear()
+
+
+for _holder in (Application, Organization, User):
+    for _signal in (post_save, post_delete):
+        _signal.connect(forget_every_token, sender=_holder, dispatch_uid=f"sapien.core.auth.{_holder.__name__}")
+
+
+def valid_token(credentials: str) -> AccessToken | None:
+    """The token of ``credentials`` if it is valid (of a client, not expired), from ``recent_tokens`` or its query."""
+    checksum = token_checksum(credentials)
+    token = recent_tokens.get(checksum)
+    if token is None:
+        read_at = recent_tokens.clock()
+        token = access_token_of(checksum)
+        if token is None or token.application is None:
+            return None
+        recent_tokens.put(checksum, token, read_at=read_at)
+    return token if token.is_valid() else None
 
 
 def bearer_credentials(request: Request) -> str | None:
@@ -69,8 +157,8 @@ class OrganizationTokenAuthentication(BaseAuthentication):
         credentials = bearer_credentials(request)
         if credentials is None:
             return None
-        token = access_token_of(credentials)
-        if token is None or not token.is_valid() or token.application is None:
+        token = valid_token(credentials)
+        if token is None:
             raise exceptions.AuthenticationFailed(INVALID_TOKEN)
         if token.resource and not token.allows_audience(request.build_absolute_uri(request.path)):
             raise exceptions.AuthenticationFailed("The access token is not valid for this resource.")  # RFC 8707

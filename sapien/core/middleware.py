@@ -1,13 +1,19 @@
-"""Request-wide concerns: the correlation id, the event source, the body size limit and JSON body limits.
+"""Request-wide concerns: the correlation id, the event source, the body size limit and JSON body limits;
+and sessions, sign-in and messages for the pages a browser opens, and for nothing else.
 
 The quota headers, which read the event quota, are ``sapien.events.middleware``: core imports no app.
 """
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.messages import middleware as messages_middleware
+from django.contrib.sessions import middleware as sessions_middleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 
 from sapien.core.context import bind_actor, bind_context, clear_context, current_context
 from sapien.core.errors import error_body
@@ -24,7 +30,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        supplied = request.headers.get("X-Request-ID", "")
+        supplied = request.META.get("HTTP_X_REQUEST_ID", "")  # not request.headers, which parses every header
         source = "admin" if request.path.startswith("/admin/") else "api"
         bind_context(correlation_id=supplied if _REQUEST_ID.match(supplied) else None, source=source)
         try:
@@ -34,6 +40,33 @@ class RequestContextMiddleware:
             return response
         finally:
             clear_context()
+
+
+# Requests of programs, with a bearer token or none: no cookie, so no session, signed-in user or messages.
+MACHINE_PATHS = ("/api/", "/health", "/metrics")
+
+
+class BrowserOnly(MiddlewareMixin):
+    """Runs the Django middleware it is mixed into for browser pages only (the admin, sign-in, OAuth
+    authorization), never for ``MACHINE_PATHS``, where it would only cost time: most of the middleware
+    stack's, for an API request. CSRF checks and X-Frame-Options stay for every request (they cost little)."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.path_info.startswith(MACHINE_PATHS):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class SessionMiddleware(BrowserOnly, sessions_middleware.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(BrowserOnly, auth_middleware.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(BrowserOnly, messages_middleware.MessageMiddleware):
+    pass
 
 
 class AdminEventContextMiddleware:

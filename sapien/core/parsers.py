@@ -4,13 +4,19 @@ A body nesting more than ``MAX_JSON_DEPTH`` arrays and objects, text that is not
 or a string with a lone surrogate (``"\\ud800"``: no UTF-8 can store or echo it) is a 400
 ``malformed_request``. ``sapien.core.middleware.JSONBodyMiddleware`` applies these limits to every JSON
 body before any view, DRF or not, can read it; DRF's parser reuses what it parsed, so a body is parsed once.
+
+orjson reads a UTF-8 body. What it refuses, and a body it would read otherwise than the standard library
+(an integer of 19 digits or more, which it may turn into a float), the standard library reads, as it
+always has: the same values, the same refusals in the same words.
 """
 
+import codecs
 import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework import parsers
@@ -23,6 +29,7 @@ _PARSED = "_sapien_parsed_json"  # where the middleware leaves the parsed body f
 # Lone surrogates can only come from escapes (strict decoding refuses them as bytes); paired escapes
 # are joined into one character by the decoder. Without any such escape there is nothing to look for.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer orjson may not keep exact (beyond 64 bits)
 
 
 class MalformedJSON(ValueError):
@@ -63,24 +70,35 @@ def text_encoding(name: str | None) -> str:
     return encoding
 
 
+def _refuse_too_deep(data: Any, brackets: int) -> None:
+    """``brackets``: the body's opening brackets; fewer than the limit cannot nest beyond it (most bodies)."""
+    if brackets > MAX_JSON_DEPTH and isinstance(data, dict | list):
+        if any(depth > MAX_JSON_DEPTH for _, depth in _containers(data)):
+            raise MalformedJSON(f"The JSON body nests more than {MAX_JSON_DEPTH} arrays or objects.")
+
+
 def parse_json_body(raw: bytes, encoding: str | None = None) -> Any:
     """The parsed body, or ``MalformedJSON`` saying why not. Nothing that passes nests beyond ``MAX_JSON_DEPTH``."""
     charset = text_encoding(encoding)
+    if codecs.lookup(charset).name == "utf-8" and not _LONG_DIGITS.search(raw):
+        try:
+            data = orjson.loads(raw)  # refuses lone surrogates, NaN and infinite numbers itself
+        except orjson.JSONDecodeError:
+            pass  # the standard library says why, below
+        else:
+            _refuse_too_deep(data, raw.count(b"[") + raw.count(b"{"))  # UTF-8 has these bytes only as themselves
+            return data
     try:
         text = raw.decode(charset)
     except UnicodeDecodeError as exc:
         raise MalformedJSON(f"The body is not valid {charset} text.") from exc
-    too_deep = MalformedJSON(f"The JSON body nests more than {MAX_JSON_DEPTH} arrays or objects.")
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError as exc:  # far deeper than the limit: the decoder itself gave up
-        raise too_deep from exc
+        raise MalformedJSON(f"The JSON body nests more than {MAX_JSON_DEPTH} arrays or objects.") from exc
     except ValueError as exc:
         raise MalformedJSON(f"JSON parse error - {exc}") from exc
-    # Fewer opening brackets than the limit cannot nest beyond it: most bodies need no walk.
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and isinstance(data, dict | list):
-        if any(depth > MAX_JSON_DEPTH for _, depth in _containers(data)):
-            raise too_deep
+    _refuse_too_deep(data, text.count("[") + text.count("{"))
     if _SURROGATE_ESCAPE.search(text) and any(SURROGATE.search(string) for string in _strings(data)):
         raise MalformedJSON("The JSON body has a lone surrogate escape (such as \\ud800): strings must be Unicode.")
     return data

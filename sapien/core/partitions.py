@@ -17,8 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 DAY = timedelta(days=1)
-# Day partitions kept ready beyond today, so that a stopped beat leaves a week before rows reach the default.
-DAYS_AHEAD = 7
+# Day partitions kept ready beyond today, so that a stopped beat leaves three days before rows reach the default.
+# Not more: every statement that PostgreSQL cannot prune when planning (the claim, the record) plans each one.
+DAYS_AHEAD = 3
 LOCK_TIMEOUT = "200ms"
 DAY_SUFFIX = re.compile(r"_p(\d{8})$")
 

@@ -1,9 +1,12 @@
 """How entities look in the API, and therefore in their events' ``data``."""
 
+import copy
+import functools
 from typing import Any
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
+from rest_framework.fields import Field
 
 from sapien.entities.models import Person, Pet, Toy
 
@@ -19,13 +22,28 @@ class OrganizationScopedRelatedField(serializers.PrimaryKeyRelatedField):
         return queryset.filter(organization=organization) if organization is not None else queryset.none()
 
 
-class PetSummarySerializer(serializers.ModelSerializer):
+class EntitySerializer(serializers.ModelSerializer):
+    """Builds its fields from the model once per class, then gives each serializer a copy of them.
+
+    DRF's ``ModelSerializer`` inspects the model again for every serializer it makes (every request);
+    these fields depend on nothing but the class, and a copy is what DRF makes of declared fields anyway.
+    """
+
+    def get_fields(self) -> dict[str, Field]:
+        built: dict[str, Field] | None = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built  # type: ignore[attr-defined]
+        return copy.deepcopy(built)
+
+
+class PetSummarySerializer(EntitySerializer):
     class Meta:
         model = Pet
         fields = ["id", "name", "type"]
 
 
-class PersonSerializer(serializers.ModelSerializer):
+class PersonSerializer(EntitySerializer):
     pets = PetSummarySerializer(many=True, read_only=True)
 
     class Meta:
@@ -39,13 +57,13 @@ class PersonSerializer(serializers.ModelSerializer):
         return value
 
 
-class ToySummarySerializer(serializers.ModelSerializer):
+class ToySummarySerializer(EntitySerializer):
     class Meta:
         model = Toy
         fields = ["id", "name"]
 
 
-class PetSerializer(serializers.ModelSerializer):
+class PetSerializer(EntitySerializer):
     owner = OrganizationScopedRelatedField(queryset=Person.objects.all(), allow_null=True, required=False)
     toys = ToySummarySerializer(many=True, read_only=True)
 
@@ -55,7 +73,7 @@ class PetSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "toys", "created_at", "updated_at"]
 
 
-class ToySerializer(serializers.ModelSerializer):
+class ToySerializer(EntitySerializer):
     pet = OrganizationScopedRelatedField(queryset=Pet.objects.all(), allow_null=True, required=False)
 
     class Meta:
@@ -64,14 +82,19 @@ class ToySerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
-SERIALIZER_BY_MODEL: dict[type[Model], type[serializers.ModelSerializer]] = {
+SERIALIZER_BY_MODEL: dict[type[Model], type[EntitySerializer]] = {
     Person: PersonSerializer,
     Pet: PetSerializer,
     Toy: ToySerializer,
 }
 
 
+@functools.cache
+def representer(model: type[Model]) -> EntitySerializer:
+    """One serializer per model for every thread: ``to_representation`` only reads its fields."""
+    return SERIALIZER_BY_MODEL[model]()
+
+
 def entity_representation(instance: Model) -> dict[str, Any]:
     """The entity exactly as the API shows it: the ``data`` of its events."""
-    serializer_class = SERIALIZER_BY_MODEL[type(instance)]
-    return dict(serializer_class(instance).data)
+    return dict(representer(type(instance)).to_representation(instance))

@@ -12,7 +12,6 @@ from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from sapien.entities.models import Person, Pet, Toy, TracksOriginalValues
-from sapien.entities.serializers import entity_representation
 from sapien.events.outbox import record_event
 
 # API field name -> model attribute, for the ``changes`` of an ``*.updated`` event.
@@ -24,6 +23,14 @@ TRACKED_FIELDS: dict[type[Model], dict[str, str]] = {
 EVENT_PREFIX: dict[type[Model], str] = {Person: "person", Pet: "pet", Toy: "toy"}
 # The reverse relations each entity's representation shows.
 CHILDREN: dict[type[Model], dict[str, type[Model]]] = {Person: {"pets": Pet}, Pet: {"toys": Toy}}
+
+
+def entity_representation(instance: Model) -> dict[str, Any]:
+    """The entity as the API renders it. Its serializers are imported with the first change, not with these
+    receivers: workers and the relay, which change no entity, load no DRF serializer."""
+    from sapien.entities.serializers import entity_representation as representation
+
+    return representation(instance)
 
 
 def _json_value(value: Any) -> Any:

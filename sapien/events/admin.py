@@ -14,6 +14,7 @@ from sapien.core.models import Organization
 from sapien.events.catalog import EVENT_TYPES
 from sapien.events.models import Event
 from sapien.events.notices import maintenance_announce
+from sapien.events.selectors import with_relayed
 
 
 class EventTypeListFilter(admin.FieldListFilter):
@@ -55,10 +56,17 @@ class EventAdmin(HistoryModelAdmin[Event]):
         ("organization", "type"): "event_org_type_created_idx",
     }
     search_help_text = "An event id, exactly."
-    list_display = ["id", "type", "organization_link", "created_at", "relayed_at"]
+    list_display = ["id", "type", "organization_link", "created_at", "relayed"]
     list_filter = [("organization", IdListFilter), ("type", EventTypeListFilter)]
     list_select_related = ["organization"]
-    readonly_fields = ["id", "organization", "type", "body", "created_at", "relayed_at", "recipient_id"]
+    readonly_fields = ["id", "organization", "type", "body", "created_at", "relayed", "recipient_id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
+        return with_relayed(super().get_queryset(request))
+
+    @admin.display(boolean=True, description="relayed")
+    def relayed(self, event: Event) -> bool:
+        return bool(getattr(event, "relayed", True))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

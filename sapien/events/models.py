@@ -1,8 +1,9 @@
-"""The event log, which is also the transactional outbox.
+"""The event log and the transactional outbox beside it.
 
-A row is inserted in the same transaction as the change that caused it, so an
-event exists if and only if its change committed. ``relayed_at IS NULL`` marks
-the outbox: rows the relay has not fanned out to subscriptions yet.
+An event and its outbox entry are inserted in the same transaction as the change
+that caused them, so an event exists if and only if its change committed. The
+relay deletes the entry when it fans the event out: the event row, body and all,
+is written once and never rewritten.
 """
 
 import json
@@ -25,14 +26,12 @@ class Event(models.Model):
     # The exact JSON text delivered: serialized once, at the change, and signed as is.
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
-    relayed_at = models.DateTimeField(null=True, blank=True)
     # Set for an event addressed to one subscription only (``system.ping``, replays).
     recipient_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["created_at"], name="event_outbox_idx", condition=models.Q(relayed_at__isnull=True)),
             models.Index(fields=["organization", "-created_at", "-id"], name="event_org_created_idx"),
             models.Index(fields=["organization", "type", "-created_at", "-id"], name="event_org_type_created_idx"),
             models.Index(fields=["-created_at", "-id"], name="event_created_idx"),
@@ -45,6 +44,28 @@ class Event(models.Model):
     def payload(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.body)
         return loaded
+
+
+class OutboxEntry(models.Model):
+    """An event the relay has not fanned out yet, with what fan-out needs of it and nothing more (no body).
+
+    A queue, not a log: the relay deletes the entries it takes, so the table holds only the backlog and
+    its primary key serves the relay's oldest-first scan.
+    """
+
+    pk = models.CompositePrimaryKey("created_at", "event_id")
+    created_at = models.DateTimeField()  # the event's
+    event_id = models.UUIDField()  # not a foreign key: events are partitioned, and the entry goes first
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    type = models.CharField(max_length=64)
+    recipient_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        db_table = "events_outbox"
+        verbose_name_plural = "outbox entries"
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id} (not relayed yet)"
 
 
 class QuotaUsage(models.Model):

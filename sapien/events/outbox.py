@@ -1,7 +1,8 @@
 """``record_event()``: the only way an event comes to exist.
 
 It must run inside the transaction of the change it reports (signals do, since
-every write path is atomic): the outbox row then commits or rolls back with it;
+every write path is atomic): the event and its outbox entry, inserted by one
+statement, then commit or roll back with it;
 with ``ESL_ASSERT_TRANSACTIONS`` a call outside one raises. After the commit one
 ``NOTIFY`` per transaction wakes the relay; it never runs inside the transaction,
 and a lost one only costs the relay's poll interval.
@@ -19,9 +20,20 @@ from sapien.core.context import current_context
 from sapien.core.transactions import assert_in_transaction
 from sapien.events.catalog import EVENT_TYPES
 from sapien.events.envelope import build_envelope, to_json
-from sapien.events.models import Event
+from sapien.events.models import Event, OutboxEntry
 
 OUTBOX_CHANNEL = "sapien_outbox"
+
+# The event and its outbox entry in one round trip; the entry carries what fan-out needs, so the relay never
+# reads (or rewrites) the event row.
+RECORD_SQL = f"""
+WITH event AS (
+    INSERT INTO {Event._meta.db_table} (id, organization_id, type, body, created_at, recipient_id)
+    VALUES (%(id)s, %(organization_id)s, %(type)s, %(body)s, %(created_at)s, %(recipient_id)s)
+)
+INSERT INTO {OutboxEntry._meta.db_table} (created_at, event_id, organization_id, type, recipient_id)
+VALUES (%(created_at)s, %(id)s, %(organization_id)s, %(type)s, %(recipient_id)s)
+"""
 
 
 def notify_relay() -> None:
@@ -105,7 +117,7 @@ def record_prebuilt_event(
     assert_in_transaction("record_event")
     if not settings.ESL_ENABLED:
         return None
-    event = Event.objects.create(
+    event = Event(
         id=event_id,
         organization_id=organization_id,
         type=event_type,
@@ -113,5 +125,13 @@ def record_prebuilt_event(
         created_at=occurred_at or timezone.now(),
         recipient_id=recipient_id,
     )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            RECORD_SQL,
+            {"id": event.id, "organization_id": event.organization_id, "type": event.type, "body": event.body,
+             "created_at": event.created_at, "recipient_id": event.recipient_id},
+        )  # fmt: skip
+    event._state.adding = False
+    event._state.db = connection.alias
     _wake_relay_after_commit()
     return event

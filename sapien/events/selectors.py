@@ -5,11 +5,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from sapien.events.catalog import patterns_match_sql
-from sapien.events.models import Event
+from sapien.events.models import Event, OutboxEntry
 
 
 def retention_start(now: datetime | None = None) -> datetime:
@@ -44,10 +44,15 @@ def count_matching_events(*, organization_id: Any, patterns: list[str], since: d
 
 
 OUTBOX_STATE_SQL = """
-SELECT (SELECT count(*) FROM (SELECT 1 FROM events_event WHERE relayed_at IS NULL LIMIT %(cap)s) AS unrelayed),
-       coalesce((SELECT extract(epoch FROM now() - created_at) FROM events_event WHERE relayed_at IS NULL
-                 ORDER BY created_at LIMIT 1), 0)
-"""  # both on event_outbox_idx (unrelayed rows only): never the relayed history
+SELECT (SELECT count(*) FROM (SELECT 1 FROM events_outbox LIMIT %(cap)s) AS unrelayed),
+       coalesce((SELECT extract(epoch FROM now() - min(created_at)) FROM events_outbox), 0)
+"""  # the outbox holds only the backlog: never the relayed history
+
+
+def with_relayed(events: QuerySet[Event]) -> QuerySet[Event]:
+    """``events`` with ``relayed``: false while the event waits in the outbox (one primary-key probe per row)."""
+    waiting = OutboxEntry.objects.filter(created_at=OuterRef("created_at"), event_id=OuterRef("id"))
+    return events.annotate(relayed=~Exists(waiting))
 
 
 def outbox_state(*, cap: int | None = None) -> tuple[int, float]:

@@ -5,15 +5,16 @@ from rest_framework import serializers, viewsets
 
 from sapien.core.filters import UTCDateTimeFilter
 from sapien.events.models import Event
-from sapien.events.selectors import events_of
+from sapien.events.selectors import events_of, with_relayed
 
 
 class EventSerializer(serializers.ModelSerializer):
     payload = serializers.JSONField(read_only=True)
+    relayed = serializers.BooleanField(read_only=True, help_text="False while the event waits in the outbox.")
 
     class Meta:
         model = Event
-        fields = ["id", "type", "created_at", "relayed_at", "payload"]
+        fields = ["id", "type", "created_at", "relayed", "payload"]
 
 
 class EventFilter(django_filters.FilterSet):
@@ -36,4 +37,4 @@ class EventViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
             return Event.objects.none()
-        return events_of(self.request.organization)  # type: ignore[attr-defined]
+        return with_relayed(events_of(self.request.organization))  # type: ignore[attr-defined]

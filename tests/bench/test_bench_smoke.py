@@ -22,7 +22,9 @@ TABLES = [
     "(c) relay",
     "(a2) delivery side alone",
     "(d) API create",
-    "(e) peak RSS",
+    "(e) memory (MB): peak RSS (VmHWM) over the run; RSS and PSS",
+    "writes per delivery (PostgreSQL's counters",
+    "writes per delivery by table",
     "(f) healthy subscriptions' first attempts",
     "(g) (a)'s workload while one transaction stays open",
 ]
@@ -44,4 +46,13 @@ def test_a_quick_bench_run_prints_every_figure_and_loses_nothing(tmp_path) -> No
     assert figures["a_sustained"]["unique"] == figures["a_sustained"]["expected"] > 0
     assert figures["f_isolation"]["mixed"]["other_requests"] > 0  # the failing and slow receivers were reached
     assert all(stage["n"] > 0 for stage in figures["b_latency"][0]["stages_ms"].values())
+    for writes in (figures["a_sustained"]["writes"], figures["c_relay"]["drain"]["writes"]):
+        assert set(writes["tables"]) == {"events_event", "deliveries_delivery", "deliveries_deliveryattempt", "others"}
+        assert writes["deliveries"] > 0 and writes["settled"]
+        assert writes["rows"] > 0 and writes["index_entries"] > 0 and writes["wal_bytes"] > 0
+    assert figures["c_relay"]["drain"]["writes"]["subtracted"]  # the bench's own release is taken out
+    run = json.loads(results.read_text())
+    web = [row for row in run["rss"] if row["group"] == "sapien-redis.web" and row["pss_mb"] is not None]
+    assert web and all(0 < row["pss_mb"] <= row["rss_mb"] for row in web)  # read just before gunicorn stopped
+    assert run["group_pss_mb"]["sapien-redis.web"] > 0
     results.unlink()

@@ -1,15 +1,28 @@
-"""Bearer tokens: only from the Authorization header, one query to check, the caller's organization fixed."""
+"""Bearer tokens: only from the Authorization header, one query to check, the caller's organization fixed.
 
+A token read is taken without a query for ``OAUTH_TOKEN_CACHE_SECONDS``: a revocation through another
+process waits that long at most, one through this process not at all, and expiry is never late.
+"""
+
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import time_machine
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
+from rest_framework import exceptions
 from rest_framework.request import Empty, Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from sapien.core.auth import OrganizationTokenAuthentication
-from sapien.core.models import User
+from sapien.core.auth import OrganizationTokenAuthentication, RecentTokens, recent_tokens
+from sapien.core.models import Tier, User
+from sapien.core.services import client_create
 from sapien.entities.models import Person
 from sapien.events.models import Event
 from tests.support.database import all_rows
@@ -163,3 +176,127 @@ def test_a_deactivated_users_token_works_until_it_expires_or_is_revoked(organiza
 
     assert response.status_code == 200
     assert response.json()["user_id"] == str(user.pk)
+
+
+@pytest.fixture
+def clock(monkeypatch, settings) -> list[float]:
+    """The token cache's clock, moved by hand (``clock[0]`` seconds), with the longest bound allowed."""
+    settings.OAUTH_TOKEN_CACHE_SECONDS = 5
+    now = [1000.0]
+    monkeypatch.setattr(recent_tokens, "clock", lambda: now[0])
+    return now
+
+
+def authenticate(token: str) -> tuple[Any, Any] | None:
+    request = Request(APIRequestFactory().get("/api/persons", HTTP_AUTHORIZATION=f"Bearer {token}"))
+    return OrganizationTokenAuthentication().authenticate(request)
+
+
+def test_a_token_read_is_taken_without_a_query_until_the_bound_has_passed(
+    organization, make_token, clock, django_assert_num_queries
+) -> None:
+    token = make_token(organization)
+    with django_assert_num_queries(1):
+        assert authenticate(token.token) == (None, token)
+
+    clock[0] += 4.99
+    with django_assert_num_queries(0):
+        assert authenticate(token.token) == (None, token)
+    clock[0] += 0.01
+    with django_assert_num_queries(1):
+        assert authenticate(token.token) == (None, token)
+
+
+def test_a_token_revoked_through_another_process_is_refused_once_the_bound_has_passed(
+    organization, make_token, clock
+) -> None:
+    token = make_token(organization)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token.token}")
+    assert api.get("/api/persons").status_code == 200
+    with connection.cursor() as cursor:  # as another process's revocation looks from here: no signal
+        cursor.execute("DELETE FROM oauth2_provider_accesstoken WHERE id = %s", [token.pk])
+
+    clock[0] += 4.99
+    assert api.get("/api/persons").status_code == 200  # the documented delay
+    clock[0] += 0.01
+    refused = api.get("/api/persons")
+
+    assert refused.status_code == 401
+    assert refused.json()["error"]["message"] == "The access token is invalid, expired or revoked."
+
+
+def test_a_token_revoked_through_this_process_is_refused_at_once(organization, clock) -> None:
+    created = client_create(organization=organization, name="svc", scopes=["entities:read"])
+    credentials = {"client_id": created.application.client_id, "client_secret": created.client_secret}
+    client = Client()
+    token = client.post("/oauth/token", {"grant_type": "client_credentials", **credentials}).json()["access_token"]
+    assert client.get("/api/persons", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+    assert client.post("/oauth/revoke_token", {"token": token, **credentials}).status_code == 200
+
+    assert client.get("/api/persons", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_a_token_taken_without_a_query_is_refused_the_moment_it_expires(
+    organization, make_token, clock, django_assert_num_queries
+) -> None:
+    token = make_token(organization)
+    authenticate(token.token)
+
+    with time_machine.travel(token.expires - timedelta(microseconds=1), tick=False):
+        assert authenticate(token.token) == (None, token)
+    with time_machine.travel(token.expires, tick=False), django_assert_num_queries(0):
+        with pytest.raises(exceptions.AuthenticationFailed, match="invalid, expired or revoked"):
+            authenticate(token.token)
+
+
+def test_with_a_bound_of_zero_every_request_reads_its_token(
+    organization, make_token, settings, django_assert_num_queries
+) -> None:
+    settings.OAUTH_TOKEN_CACHE_SECONDS = 0
+    token = make_token(organization)
+
+    for _ in range(3):
+        with django_assert_num_queries(1):
+            authenticate(token.token)
+
+
+def test_a_change_of_organization_in_this_process_is_seen_at_once(organization, make_api, clock) -> None:
+    organization.tier = Tier.FREE
+    organization.save()
+    api = make_api(organization)
+    assert api.get("/api/persons")["X-RateLimit-Limit"] == "1000"
+
+    organization.tier = Tier.ENTERPRISE
+    organization.save()
+
+    assert api.get("/api/persons")["X-RateLimit-Limit"] == "100000"
+
+
+def test_the_cache_holds_a_bounded_number_of_tokens_and_drops_the_oldest(
+    organization, make_token, monkeypatch, settings
+) -> None:
+    settings.OAUTH_TOKEN_CACHE_SECONDS = 5
+    monkeypatch.setattr(RecentTokens, "MAX_TOKENS", 2)
+    cache = RecentTokens()
+    first, second, third = (make_token(organization) for _ in range(3))
+
+    for token in (first, second, third):
+        cache.put(token.token_checksum, token, read_at=cache.clock())
+
+    assert [cache.get(token.token_checksum) for token in (first, second, third)] == [None, second, third]
+
+
+@pytest.mark.parametrize(("value", "starts"), [("5s", True), ("5001ms", False), ("1m", False)])
+def test_the_revocation_delay_is_bounded_at_five_seconds(value: str, starts: bool) -> None:
+    root = Path(__file__).resolve().parents[2]
+    read = subprocess.run(
+        [sys.executable, "-c", "import sapien.settings as s; print(s.OAUTH_TOKEN_CACHE_SECONDS)"],
+        cwd=root, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root),
+        "OAUTH_TOKEN_CACHE": value},
+    )  # fmt: skip
+
+    assert (read.returncode == 0) is starts
+    assert read.stdout.strip() == ("5.0" if starts else "")
+    assert starts or "revocation may wait 5 s at most" in read.stderr

@@ -16,11 +16,11 @@ def test_health_reports_the_outbox_lag(client: Client, organization) -> None:
 
     from django.utils import timezone
 
-    from sapien.events.models import Event
     from sapien.events.outbox import record_event
+    from tests.support.events import events_backdate
 
     record_event(organization_id=organization.id, event_type="system.ping", data={})
-    Event.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+    events_backdate(timezone.now() - timedelta(seconds=30))
 
     outbox = client.get("/health").json()["outbox"]
 

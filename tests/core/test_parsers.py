@@ -175,3 +175,43 @@ def test_a_body_that_is_not_utf8_is_refused(api: APIClient) -> None:
     assert response.status_code == 400
     assert response.json()["error"] == {"code": "malformed_request", "message": "The body is not valid utf-8 text."}
     assert Person.objects.count() == 0
+
+
+def test_an_integer_beyond_64_bits_is_kept_exact(api: APIClient) -> None:
+    body = '{"name": "Ada", "attributes": {"big": 123456789012345678901234567890, "small": -9223372036854775809}}'
+
+    response = send(api, "post", "/api/persons", body)
+
+    assert response.status_code == 201
+    assert Person.objects.get().attributes == {"big": 123456789012345678901234567890, "small": -9223372036854775809}
+    assert b'"big":123456789012345678901234567890' in response.content
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"name": "Ada"', "JSON parse error - Expecting ',' delimiter: line 1 column 15 (char 14)"),
+        ('{"name": NaN}', "JSON parse error - NaN is not a JSON number."),
+        (
+            '\ufeff{"name": "Ada"}',
+            "JSON parse error - Unexpected UTF-8 BOM (decode using utf-8-sig): line 1 column 1 (char 0)",
+        ),
+    ],
+)
+def test_a_body_that_is_not_json_is_refused_in_the_same_words_as_always(
+    api: APIClient, body: str, message: str
+) -> None:
+    response = send(api, "post", "/api/persons", body)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "malformed_request", "message": message}
+    assert Person.objects.count() == 0
+
+
+def test_a_body_in_another_charset_is_read_in_it(api: APIClient) -> None:
+    response = api.post(
+        "/api/persons", '{"name": "Zoë"}'.encode("latin-1"), content_type="application/json; charset=latin-1"
+    )
+
+    assert response.status_code == 201
+    assert Person.objects.get().name == "Zoë"

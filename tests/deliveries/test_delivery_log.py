@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 
 from deliveries.blobs import blob_signature
 from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus
-from sapien.events.models import Event
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
+from tests.support.events import events_backdate
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def log(organization):
         event = record_event(organization_id=organization.id, event_type=event_type, data={"n": index})
         assert event is not None
         event.created_at = timezone.now() - timedelta(minutes=10 - index)  # minutes apart, oldest first
-        Event.objects.filter(pk=event.pk).update(created_at=event.created_at)
+        events_backdate(event.created_at, pk=event.pk)
         delivery = Delivery.objects.create(
             organization=organization, event=event, event_created_at=event.created_at, event_type=event.type,
             subscription=subscription, status=status,

@@ -18,9 +18,9 @@ from tests.support.receiver import ReceivedRequest, Receiver, Reply
 
 @pytest.fixture
 def loopback_callbacks(e2e_settings):
-    transport._session.reset()  # the pooled session is built for the current setting
+    transport._connections.reset()  # the connections are made for the current setting
     yield e2e_settings
-    transport._session.reset()
+    transport._connections.reset()
 
 
 @pytest.mark.django_db(transaction=True)  # now() must move on, and stragglers are recorded on their own connection

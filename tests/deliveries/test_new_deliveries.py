@@ -30,7 +30,9 @@ def test_a_row_it_inserts_reads_back_as_a_pending_delivery_due_at_the_time_given
         event = record_event(organization_id=organization.id, event_type="system.ping", data={})
     assert event is not None
 
-    sql = new_deliveries_sql(event="e", subscription_id="%(subscription)s", due_at="'2030-01-01T00:00:00Z'::timestamptz")
+    sql = new_deliveries_sql(
+        event="e", subscription_id="%(subscription)s", due_at="'2030-01-01T00:00:00Z'::timestamptz"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             sql + "FROM events_event e WHERE e.id = %(event)s", {"event": event.id, "subscription": subscription.id}

@@ -12,14 +12,15 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from deliveries.claims import CLAIM_SQL
+from deliveries.claims import CLAIM_SQL, HANDED_SQL
+from deliveries.handoff import HandedBatch
 from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import RELAY_SQL, relay_parameters, relay_pending
 from deliveries.selectors import deliveries_of, with_events_and_attempts
 from sapien.core.partitions import partition_name
 from sapien.events.models import Event
 from sapien.events.outbox import record_event
-from sapien.events.selectors import events_of
+from sapien.events.selectors import events_of, retention_start
 from subscriptions.models import Subscription
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ TODAY = timezone.now().date()
 
 @pytest.fixture
 def subscription(organization):
-    history_partitions_ensure(now=timezone.now())  # yesterday to a week ahead
+    history_partitions_ensure(now=timezone.now())  # yesterday to three days ahead
     return Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
     )
@@ -58,19 +59,34 @@ def partitions_read(plan: str, table: str) -> set[str]:
     return {
         match.group(1)
         for line in plan.splitlines()
-        if "never executed" not in line and (match := re.search(rf"\bon ({table}_(?:p\d{{8}}|default))\b", line))
+        if "never executed" not in line
+        and (match := re.search(rf"\bon ({table}_(?:p\d{{8}}|default))\b", line))
         and " Update on " not in line  # the list of partitions an UPDATE may route to, not a scan
     }
 
 
-def test_the_relay_updates_only_the_partition_of_the_events_it_claimed(organization, subscription) -> None:
+def test_the_relay_reads_and_writes_no_event_row(organization, subscription) -> None:
     record(organization)
 
-    plan = analyzed_plan(RELAY_SQL, relay_parameters(batch_size=100))
+    plan = analyzed_plan(RELAY_SQL, relay_parameters(batch_size=100, hand=True))
 
-    assert partitions_read(section(plan, "CTE claimed", "CTE windows"), "events_event") == {
-        partition_name("events_event", TODAY)
-    }
+    assert "events_event" not in plan  # the outbox entries carry what fan-out needs
+    assert "on events_outbox" in plan
+
+
+def test_a_handed_batch_is_read_from_its_days_partitions_only(organization, subscription) -> None:
+    record(organization)
+    handed_batches: list[HandedBatch] = []
+    relay_pending(batch_size=100, hand_to=handed_batches.extend)
+    (handed,) = handed_batches
+
+    plan = analyzed_plan(
+        HANDED_SQL, {"token": handed.token, "ids": list(handed.ids), "since": handed.since, "until": handed.until}
+    )
+
+    assert partitions_read(plan, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}
+    assert partitions_read(plan, "events_event") == {partition_name("events_event", TODAY)}
+    assert "Seq Scan" not in plan
 
 
 def test_the_claim_updates_only_the_partition_of_the_deliveries_it_claimed(organization, subscription) -> None:
@@ -87,7 +103,9 @@ def test_the_claim_updates_only_the_partition_of_the_deliveries_it_claimed(organ
 
 def test_the_delivery_log_between_two_times_reads_only_their_days(organization, subscription) -> None:
     since = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    log = deliveries_of(subscription).filter(event_created_at__gte=since, event_created_at__lt=since + timedelta(days=1))
+    log = deliveries_of(subscription).filter(
+        event_created_at__gte=since, event_created_at__lt=since + timedelta(days=1)
+    )
 
     plan = log[:50].explain()
 
@@ -107,11 +125,12 @@ def test_a_pages_events_and_attempts_are_read_from_its_days_only(organization, s
 
 
 def test_the_event_history_reads_only_the_retained_days(organization, subscription, settings) -> None:
+    history_partitions_ensure(now=timezone.now() - timedelta(days=2))  # from three days back
     settings.ESL_RETENTION_HOURS = 1
+    first_day = retention_start().date()  # today, or yesterday in the first hour of a day
 
     plan = events_of(organization)[:50].explain()
 
     read = partitions_read(plan, "events_event")
-    assert partition_name("events_event", TODAY - timedelta(days=1)) not in read
-    assert partition_name("events_event", TODAY) in read
-
+    assert partition_name("events_event", first_day - timedelta(days=1)) not in read
+    assert partition_name("events_event", first_day) in read

@@ -62,11 +62,11 @@ def blob_root(settings, tmp_path):
 
 @pytest.fixture
 def receiver(e2e_settings):
-    transport._session.reset()  # the pooled session is built for the private-callbacks setting
+    transport._connections.reset()  # the connections are made for the private-callbacks setting
     receiver = Receiver()
     yield receiver
     receiver.close()
-    transport._session.reset()
+    transport._connections.reset()
 
 
 def only_event(event_type: str) -> Event:

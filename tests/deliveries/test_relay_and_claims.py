@@ -2,6 +2,7 @@
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.relay import relay_batch, relay_pending
 from deliveries.retry import decide
 from deliveries.transport import DeliveryResult
-from sapien.events.models import Event
+from sapien.events.models import Event, OutboxEntry
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
 
@@ -51,7 +52,7 @@ def test_fan_out_matches_exact_types_families_and_everything(organization, make_
         (profile.id, everything.id), (profile.id, profile_family.id),
     }  # fmt: skip
     assert not Delivery.objects.filter(subscription__in=[other_type, inactive, foreign]).exists()
-    assert not Event.objects.filter(relayed_at__isnull=True).exists()
+    assert not OutboxEntry.objects.exists()
 
 
 @pytest.mark.django_db
@@ -60,7 +61,11 @@ def test_fan_out_is_idempotent(organization) -> None:
     event(organization)
     relay_pending(batch_size=10)
 
-    Event.objects.update(relayed_at=None)  # as if a relay died after inserting, before marking
+    for relayed in Event.objects.all():  # as if the entry were queued again
+        OutboxEntry.objects.create(
+            created_at=relayed.created_at, event_id=relayed.id, organization_id=relayed.organization_id,
+            type=relayed.type, recipient_id=relayed.recipient_id,
+        )  # fmt: skip
     again = relay_pending(batch_size=10)
 
     assert again.deliveries == 0
@@ -128,12 +133,11 @@ def test_a_relay_batch_is_one_statement_however_many_events_and_organizations(
 
     assert (batch.events, batch.deliveries) == (61, 121)
     assert Delivery.objects.count() == 121
-    assert not Event.objects.filter(relayed_at__isnull=True).exists()
+    assert not OutboxEntry.objects.exists()
 
 
 @pytest.mark.django_db
-def test_claim_is_one_query_and_recording_a_batch_is_two(organization, django_assert_num_queries) -> None:
-    """Recording's count includes the SAVEPOINT and RELEASE the test's own transaction turns its commit into."""
+def test_claim_is_one_query_and_recording_successes_is_one(organization, django_assert_num_queries) -> None:
     subscription(organization, ["*"])
     for _ in range(25):
         event(organization)
@@ -146,11 +150,51 @@ def test_claim_is_one_query_and_recording_a_batch_is_two(organization, django_as
     outcomes = [
         decide(claimed, DeliveryResult(started_at=now, duration_ms=3, status_code=200), now=now) for claimed in batch
     ]
-    with django_assert_num_queries(2 + 2):  # attempts with delivery states, subscription health
+    with django_assert_num_queries(1):  # attempts, delivery states, counters and health: one autocommitted statement
         record_outcomes(outcomes, token=token)
 
     assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 25
     assert DeliveryAttempt.objects.count() == 25
+
+
+@pytest.mark.django_db
+def test_recording_a_final_failure_adds_the_subscriptions_failure_count_in_one_transaction(
+    organization, django_assert_num_queries
+) -> None:
+    """The count includes the SAVEPOINT and RELEASE the test's own transaction turns the commit into."""
+    failing = subscription(organization, ["*"])
+    event(organization)
+    relay_pending(batch_size=100)
+    token = uuid.uuid4()
+    (claimed,) = claim_due(batch_size=50, token=token)
+    now = timezone.now()
+    final = replace(claimed, attempt=99)  # past every retry budget
+    outcome = decide(final, DeliveryResult(started_at=now, duration_ms=3, status_code=500), now=now)
+    assert outcome.status == DeliveryStatus.FAILED
+
+    with django_assert_num_queries(2 + 3):  # the statement, the failure count, the disabling check
+        record_outcomes([outcome], token=token)
+
+    failing.refresh_from_db()
+    assert failing.consecutive_failures == 1 and failing.failing_since is not None
+
+
+@pytest.mark.django_db
+def test_a_success_ends_the_subscriptions_run_of_failures(organization) -> None:
+    recovering = subscription(organization, ["*"])
+    Subscription.objects.filter(pk=recovering.pk).update(consecutive_failures=4, failing_since=timezone.now())
+    event(organization)
+    relay_pending(batch_size=100)
+    token = uuid.uuid4()
+    now = timezone.now()
+    (claimed,) = claim_due(batch_size=50, token=token)
+
+    record_outcomes(
+        [decide(claimed, DeliveryResult(started_at=now, duration_ms=3, status_code=200), now=now)], token=token
+    )
+
+    recovering.refresh_from_db()
+    assert (recovering.consecutive_failures, recovering.failing_since) == (0, None)
 
 
 @pytest.mark.django_db

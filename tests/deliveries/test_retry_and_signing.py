@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +13,11 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from deliveries import retry
+from deliveries.claims import ClaimedEvent, ClaimedSubscription
+from deliveries.outbound import build_request
 from deliveries.signing import sapien_signature, standard_webhooks_signature
 from sapien.core.tiers import limits_for
+from tests.support.claimed import claimed_delivery
 
 
 @pytest.fixture(autouse=True)
@@ -114,4 +118,21 @@ def test_the_standardwebhooks_library_verifies_our_signature() -> None:
 def test_the_signature_algorithm_is_configurable() -> None:
     assert (
         sapien_signature(secret="s", body=b"x", algorithm="sha512") == hmac.new(b"s", b"x", hashlib.sha512).hexdigest()
+    )
+
+
+def test_a_request_is_timestamped_and_signed_at_the_time_its_batch_gives() -> None:
+    """A batch is signed with one ``now``: the timestamp header is that time's, and the signature covers it."""
+    event = ClaimedEvent(id=uuid.uuid4(), type="system.ping", body="{}", organization_id=uuid.uuid4(),
+                         created_at=datetime.now(tz=UTC))  # fmt: skip
+    subscription = ClaimedSubscription(
+        id=uuid.uuid4(), callback_url="https://example.com/h", secret="s" * 20, active=True
+    )
+    at = datetime(2026, 1, 15, 14, 32, 7, 250000, tzinfo=UTC)
+
+    request = build_request(claimed_delivery(event, subscription), b"{}", now=at)
+
+    assert request.headers["webhook-timestamp"] == "1768487527"
+    assert request.headers["webhook-signature"] == standard_webhooks_signature(
+        secrets=["s" * 20], message_id=str(event.id), timestamp=1768487527, body=b"{}"
     )

@@ -18,9 +18,9 @@ from tests.support.receiver import Receiver
 @pytest.fixture
 def private_callbacks_off(settings):
     settings.ESL_ALLOW_PRIVATE_CALLBACKS = False
-    transport._session.reset()  # the pooled session is built for the current setting
+    transport._connections.reset()  # the connections are made for the current setting
     yield settings
-    transport._session.reset()
+    transport._connections.reset()
 
 
 def claimed(url: str) -> ClaimedDelivery:
@@ -66,7 +66,7 @@ def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_at_connect(
     private_callbacks_off.ESL_ALLOW_PRIVATE_CALLBACKS = True  # a name passes the check without resolving
     refusals, [(_, request)] = outbound.prepare_batch([delivery])
     private_callbacks_off.ESL_ALLOW_PRIVATE_CALLBACKS = False
-    transport._session.reset()  # the send uses the connect-time guard, as with private callbacks off
+    transport._connections.reset()  # the send uses the connect-time guard, as with private callbacks off
 
     outcome = retry.decide(delivery, dispatch.senders.get().submit(request).result(), now=timezone.now())
 

@@ -1,14 +1,17 @@
 """Each process's command line is written once, in ``sapien.processes``; the Docker files only name its roles."""
 
+import gc
 import json
 import shlex
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from django.db import connection
 
-from sapien import processes
+from sapien import gunicorn_conf, processes
 from tests.support.processes import ROOT
 
 ROLES = {
@@ -25,6 +28,7 @@ ROLES = {
         (["web"], ROLES["web"]),
         (["web", "--port", "9000", "--host", "127.0.0.1", "--workers", "3"],
          processes.web(port=9000, host="127.0.0.1", workers=3)),
+        (["web", "--threads", "4"], processes.web(threads=4)),
         (["relay"], ROLES["relay"]),
         (["worker", "--concurrency", "4", "--name", "w1@%h"], processes.worker(concurrency=4, name="w1@%h")),
         (["beat", "--schedule", "/tmp/celerybeat-schedule"], ROLES["beat"]),
@@ -58,6 +62,22 @@ def test_the_web_process_runs_gunicorn_with_the_shared_configuration() -> None:
         "--workers", "1", "--log-level", "warning",
     ]  # fmt: skip
     assert processes.web()[-2:] == ["--access-logfile", "-"]
+    threaded = processes.web(threads=4, access_log=False)
+    assert threaded[-4:] == ["--worker-class", "gthread", "--threads", "4"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_web_master_forks_its_loaded_application_without_a_connection_and_frozen() -> None:
+    assert gunicorn_conf.preload_app is True
+    connection.ensure_connection()
+
+    try:
+        gunicorn_conf.when_ready(SimpleNamespace(cfg=SimpleNamespace(preload_app=True)))
+
+        assert connection.connection is None  # no worker inherits it
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_compose_and_the_dockerfile_start_each_role_through_sapien_processes() -> None:

@@ -19,6 +19,7 @@ from sapien.events.models import Event
 from sapien.events.outbox import record_event
 from subscriptions.models import Subscription
 from tests.support.claimed import claimed_subscription
+from tests.support.events import events_backdate
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def events_at(organization, minutes_ago: list[int], event_type: str = "person.cr
     for minutes in minutes_ago:
         event = record_event(organization_id=organization.id, event_type=event_type, data={"m": minutes})
         assert event is not None
-        Event.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(minutes=minutes))
+        events_backdate(timezone.now() - timedelta(minutes=minutes), pk=event.pk)
         events.append(event)
     return events
 

@@ -15,10 +15,11 @@ from deliveries.models import Blob, Delivery, DeliveryAttempt, DeliveryStatus, O
 from deliveries.partitions import HISTORY_TABLES, history_days, history_partitions_ensure
 from deliveries.retention import RETENTION_EXPIRED, check_retention_outlasts_retries, purge_expired
 from sapien.core.partitions import DAYS_AHEAD, day_partitions
-from sapien.events.models import Event, QuotaUsage
+from sapien.events.models import Event, OutboxEntry, QuotaUsage
 from sapien.events.outbox import record_event
 from sapien.events.quota import window_start
 from subscriptions.models import Subscription
+from tests.support.events import events_backdate
 from tests.support.processes import database_url
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +48,9 @@ def aged_event(
         event = record_event(organization_id=organization.id, event_type="person.created", data={})
     assert event is not None
     created = NOW - timedelta(days=days)
-    Event.objects.filter(pk=event.pk).update(created_at=created, relayed_at=created if relayed else None)
+    events_backdate(created, pk=event.pk)
+    if relayed:
+        OutboxEntry.objects.filter(event_id=event.pk).delete()
     if relayed:
         delivery = Delivery.objects.create(
             organization=organization, event=event, event_created_at=created, event_type=event.type,
@@ -162,8 +165,6 @@ def test_old_quota_windows_are_purged_too(organization) -> None:
 
     assert purge_expired(now=NOW).quota_windows == 1
     assert list(QuotaUsage.objects.values_list("events", flat=True)) == [3]
-
-
 
 
 def test_a_retention_shorter_than_a_deliverys_longest_life_is_refused_at_start(settings) -> None:

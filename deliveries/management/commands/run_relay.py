@@ -26,6 +26,9 @@ logger = logging.getLogger("deliveries.relay")
 
 class Command(BaseCommand):
     help = "Runs the outbox relay: fans committed events out into deliveries and wakes the workers."
+    # No system checks at start, as gunicorn and Celery run none (``manage.py check --deploy`` is where they run):
+    # checking the URLconf would import every view, serializer and the schema machinery into a process serving none.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Relay what is pending, then exit.")

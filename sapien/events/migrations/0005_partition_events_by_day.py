@@ -1,7 +1,7 @@
 """``events_event`` becomes a table partitioned by day on ``created_at``, its rows copied in place.
 
 The table is rebuilt under the same name: the old one is renamed, a partitioned one created with
-a partition per day from its oldest row's day to a week ahead (and a default partition), the rows
+a partition per day from its oldest row's day to ``DAYS_AHEAD`` days ahead (and a default partition), the rows
 copied, the old table dropped, and the keys and indexes built on the new one. The primary key
 becomes (id, created_at): PostgreSQL requires the partition key in every unique constraint. The
 foreign keys other tables held to ``events_event(id)`` go with the old table (``deliveries`` keeps
