@@ -33,9 +33,9 @@ def web(
     """gunicorn's ``sync`` workers, one request at a time each; ``threads`` above 1 runs ``gthread`` workers instead.
 
     Chosen by measurement (``bench/api_profile.py --served``, docs/operations.md "The web process"): with
-    PostgreSQL on the same host a request waits little, and 2 workers of 4 threads served no more creates
-    per second than 2 sync workers, and lists about a quarter fewer, at more CPU per request (the threads
-    contend for one GIL). Threads pay where the database is far: each thread then holds its own connection.
+    PostgreSQL on the same host a request waits little, and 2 workers of 4 threads served about as many
+    creates per second as 2 sync workers, a quarter fewer lists, at more CPU per request (the threads
+    contend for one GIL). Threads may pay where the database is far; each holds its own connection.
     """
     command = [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--config", GUNICORN_CONFIG, "--bind", f"{host}:{port}",
                "--workers", str(workers), "--log-level", log_level]  # fmt: skip
