@@ -220,15 +220,12 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
         return
     now = timezone.now()
     sent = [(outcome, outcome.result) for outcome in outcomes if outcome.result is not None]
-    failed = Counter(
-        o.delivery.subscription.id for o in outcomes if o.status == DeliveryStatus.FAILED and o.result is not None
-    )
-    gone = {
-        outcome.delivery.subscription.id
+    touches_health = any(
+        outcome.result is not None
+        and (outcome.status == DeliveryStatus.FAILED or deactivates_subscription(outcome.result.status_code))
         for outcome in outcomes
-        if outcome.result is not None and deactivates_subscription(outcome.result.status_code)
-    }
-    with transaction.atomic() if failed or gone else nullcontext():
+    )
+    with transaction.atomic() if touches_health else nullcontext():
         with connection.cursor() as cursor:
             cursor.execute(
                 RECORD_SQL,
@@ -260,7 +257,7 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
             applied = {row[0] for row in cursor.fetchall()}
         recorded = [outcome for outcome in outcomes if outcome.delivery.id in applied]
         log_outcomes(recorded)
-        if not (failed or gone):
+        if not touches_health:
             return
         gone = {
             outcome.delivery.subscription.id
