@@ -55,6 +55,8 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The event's ordering key, set only for an ordered subscription's deliveries (null otherwise).
+    ordering_key = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["-event_created_at", "-id"]
@@ -77,6 +79,12 @@ class Delivery(models.Model):
             ),
             # The operators' list of every delivery, newest first (the admin), in page-size time.
             models.Index(fields=["-event_created_at", "-id"], name="delivery_event_created_idx"),
+            # An ordered subscription's unfinished deliveries per key, oldest first: only they enter it.
+            models.Index(
+                fields=["subscription", "ordering_key", "event_created_at", "id"],
+                name="delivery_ordered_pending_idx",
+                condition=models.Q(status=DeliveryStatus.PENDING, ordering_key__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -26,6 +26,26 @@ class Subscription(models.Model):
     # Deliveries that ended failed in a row, and since when: the automatic disabling counts them.
     consecutive_failures = models.PositiveIntegerField(default=0)
     failing_since = models.DateTimeField(null=True, blank=True)
+
+    # Receiver control (docs/webhooks.md). At most this many deliveries started per second, and at most this
+    # many in flight at once (null: ESL_DEFAULT_MAX_IN_FLIGHT); both enforced in the claim, on every worker.
+    rate_limit_per_second = models.PositiveIntegerField(null=True, blank=True)
+    max_in_flight = models.PositiveIntegerField(null=True, blank=True)
+    # A 429 or 503 with Retry-After holds the whole subscription back until then, not one delivery.
+    throttled_until = models.DateTimeField(null=True, blank=True)
+    # Extra request headers, sent with every attempt: values are secrets, write-only in the API, masked in the admin.
+    headers = models.JSONField(default=dict, blank=True)
+    # A JSON document the event must contain (PostgreSQL ``@>``), evaluated by the relay's fan-out; null: no filter.
+    filter = models.JSONField(null=True, blank=True)
+    # Per ordering key (the user, the entity), at most one delivery in flight, in commit order.
+    ordered = models.BooleanField(default=False)
+
+    # Health (docs/webhooks.md): the failing notice is sent once per episode, and the recovered one ends it.
+    failing_notified_at = models.DateTimeField(null=True, blank=True)
+    # While disabled, an opt-in signed system.ping at a backing-off interval tells the owner the receiver is back.
+    probe_when_disabled = models.BooleanField(default=False)
+    probe_next_at = models.DateTimeField(null=True, blank=True)
+    probes_sent = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -28,6 +28,8 @@ class Event(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # Set for an event addressed to one subscription only (``system.ping``, replays).
     recipient_id = models.UUIDField(null=True, blank=True)
+    # The W3C traceparent of the request that caused the event, sent to receivers so their traces join ours.
+    traceparent = models.CharField(max_length=55, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -59,6 +61,9 @@ class OutboxEntry(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     type = models.CharField(max_length=64)
     recipient_id = models.UUIDField(null=True, blank=True)
+    # What ordered subscriptions keep in order: the user of availability and presence events, the entity of
+    # entity events; null when the type has none.
+    ordering_key = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         db_table = "events_outbox"
