@@ -1,10 +1,10 @@
 import django_filters
 
 from deliveries.models import Delivery, DeliveryStatus
-from sapien.core.filters import UTCDateTimeFilter
+from sapien.core.filters import FilterSet, UTCDateTimeFilter
 
 
-class DeliveryFilter(django_filters.FilterSet):
+class DeliveryFilter(FilterSet):
     status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
     # The event's type and time, as copied onto the delivery: each filter is served by an index of the log.
     event_type = django_filters.CharFilter(field_name="event_type")

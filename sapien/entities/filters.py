@@ -1,10 +1,10 @@
 import django_filters
 
-from sapien.core.filters import UTCDateTimeFilter
+from sapien.core.filters import FilterSet, UTCDateTimeFilter
 from sapien.entities.models import Person, PersonStatus, Pet, Toy
 
 
-class PersonFilter(django_filters.FilterSet):
+class PersonFilter(FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
     email = django_filters.CharFilter(lookup_expr="iexact")
     status = django_filters.ChoiceFilter(choices=PersonStatus.choices)
@@ -16,7 +16,7 @@ class PersonFilter(django_filters.FilterSet):
         fields = ["name", "email", "status"]
 
 
-class PetFilter(django_filters.FilterSet):
+class PetFilter(FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
     type = django_filters.CharFilter(lookup_expr="iexact")
     owner = django_filters.UUIDFilter(field_name="owner_id")
@@ -26,7 +26,7 @@ class PetFilter(django_filters.FilterSet):
         fields = ["name", "type", "owner"]
 
 
-class ToyFilter(django_filters.FilterSet):
+class ToyFilter(FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
     pet = django_filters.UUIDFilter(field_name="pet_id")
 

@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 
 from sapien.core.context import EventContext
@@ -21,8 +22,18 @@ def isoformat_z(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+# Dates and times, decimals and lazy strings through Django's encoder (``default``), for its format.
+_DJANGO_DEFAULT = DjangoJSONEncoder().default
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII as UTF-8: orjson, which is several times faster on an entity's body, and the
+    standard library for what orjson will not write (an integer beyond 64 bits, a key that is not a string,
+    a lone surrogate), with the same text either way for what both write."""
+    try:
+        return orjson.dumps(value, default=_DJANGO_DEFAULT, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
 
 
 def build_envelope(

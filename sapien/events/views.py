@@ -3,7 +3,7 @@ from typing import Any
 import django_filters
 from rest_framework import serializers, viewsets
 
-from sapien.core.filters import UTCDateTimeFilter
+from sapien.core.filters import FilterSet, UTCDateTimeFilter
 from sapien.events.models import Event
 from sapien.events.selectors import events_of, with_relayed
 
@@ -17,7 +17,7 @@ class EventSerializer(serializers.ModelSerializer):
         fields = ["id", "type", "created_at", "relayed", "payload"]
 
 
-class EventFilter(django_filters.FilterSet):
+class EventFilter(FilterSet):
     type = django_filters.CharFilter(field_name="type")
     since = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
