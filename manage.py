@@ -7,6 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
+    from sapien.core.tracing import keep_opentelemetry_out_unless_configured
+
+    keep_opentelemetry_out_unless_configured()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -107,13 +107,26 @@ def requests_of(kind: str, token: str) -> Callable[[int], dict[str, Any]]:
         body = json.dumps({"name": f"Profile {index}", "email": f"p-{index}@example.com", "notes": NOTES}).encode()
         return environ("POST", "/api/persons", body, headers={**auth, "CONTENT_TYPE": "application/json"})
 
+    def create_keyed(index: int) -> dict[str, Any]:
+        """A create with a fresh Idempotency-Key: the claim and the stored answer on top of the create."""
+        keyed = create(index)
+        keyed["HTTP_IDEMPOTENCY_KEY"] = f"profile-{os.getpid()}-{time.time_ns()}-{index}"
+        return keyed
+
+    def create_replayed(index: int) -> dict[str, Any]:
+        """The same keyed create every time: all but the first are answered the stored answer."""
+        replayed = create(0)
+        replayed["HTTP_IDEMPOTENCY_KEY"] = f"profile-replayed-{os.getpid()}"
+        return replayed
+
     def listing(index: int) -> dict[str, Any]:
         return environ("GET", "/api/persons", query="page_size=10", headers=auth)
 
     def health(index: int) -> dict[str, Any]:
         return environ("GET", "/health", headers={})
 
-    return {"create": create, "list": listing, "health": health}[kind]
+    kinds = {"create": create, "create-keyed": create_keyed, "create-replayed": create_replayed}
+    return {**kinds, "list": listing, "health": health}[kind]
 
 
 def run(call: Caller, make: Callable[[int], dict[str, Any]], count: int, start: int) -> tuple[float, float]:
@@ -279,7 +292,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", "--requests", type=int, default=1000, help="requests per kind and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="runs per kind; the median is printed")
-    parser.add_argument("--kinds", default="create,list,health")
+    parser.add_argument("--kinds", default="create,list,health")  # also create-keyed, create-replayed (in process)
     parser.add_argument("--profile", choices=["create", "list", "health"], help="cProfile top 25 for this kind")
     parser.add_argument("--profile-out", help="also write the profile's stats to this file (for pstats)")
     parser.add_argument("--queries", action="store_true", help="print the SQL of one request of each kind")
@@ -321,7 +334,7 @@ def main() -> None:
             if pg_before is not None and pg_after is not None:
                 results[kind]["pg"].append((pg_after - pg_before) * 1000 / args.requests)
     print(f"ESL_ENABLED={os.environ.get('ESL_ENABLED', 'true')}  {args.requests} requests x {args.repeats}, median")
-    print(f"{'kind':8} {'CPU ms':>8} {'(min-max)':>13} {'PG ms':>7} {'wall ms':>8} {'queries':>8}")
+    print(f"{'kind':15} {'CPU ms':>8} {'(min-max)':>13} {'PG ms':>7} {'wall ms':>8} {'queries':>8}")
     for kind in kinds:
         with CaptureQueriesContext(connection) as queries:
             run(call, requests_of(kind, token), 20, counter)
@@ -329,7 +342,7 @@ def main() -> None:
         cpus, walls, pgs = results[kind]["cpu"], results[kind]["wall"], results[kind]["pg"]
         spread = f"({min(cpus):.2f}-{max(cpus):.2f})"
         pg_ms = f"{statistics.median(pgs):.2f}" if pgs else "-"
-        print(f"{kind:8} {statistics.median(cpus):8.3f} {spread:>13} {pg_ms:>7} {statistics.median(walls):8.3f} "
+        print(f"{kind:15} {statistics.median(cpus):8.3f} {spread:>13} {pg_ms:>7} {statistics.median(walls):8.3f} "
               f"{len(queries) / 20:8.1f}")  # fmt: skip
         if args.queries:
             per_request = len(queries) // 20

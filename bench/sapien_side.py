@@ -228,9 +228,21 @@ def drop_day(args: argparse.Namespace) -> dict[str, object]:
     reader = threading.Thread(target=read_the_log, daemon=True)
     reader.start()
     time.sleep(0.3)  # the reader's baseline
-    started = time.perf_counter()
-    with connection.execute_wrapper(timed):
-        paths = history_day_drop(date.fromisoformat(args.day))
+    from django.db import OperationalError
+
+    # The drop never waits for a lock (NOWAIT); retention tries again on its next pass, and so does this, sooner:
+    # a read of the log in progress at that instant refuses it.
+    for tries in range(1, 201):
+        started = time.perf_counter()
+        try:
+            with connection.execute_wrapper(timed):
+                paths = history_day_drop(date.fromisoformat(args.day))
+            break
+        except OperationalError:
+            if tries == 200:
+                raise
+            statements.clear()
+            time.sleep(0.005)
     ended = time.perf_counter()
     time.sleep(0.1)
     stop.set()
@@ -239,7 +251,7 @@ def drop_day(args: argparse.Namespace) -> dict[str, object]:
     before = [end - start for start, end in reads if end < started]
     return {"seconds": ended - started, "statements_seconds": sum(statements), "blobs": len(paths),
             "reader_max_seconds": max(during, default=0.0), "reader_max_before_seconds": max(before, default=0.0),
-            "reads_during": len(during)}  # fmt: skip
+            "reads_during": len(during), "tries": tries}  # fmt: skip
 
 
 ACTIONS: dict[str, Callable[[argparse.Namespace], dict[str, object]]] = {

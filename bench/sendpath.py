@@ -92,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; figures are medians (default 3)")
     parser.add_argument("--ref", help="time this git revision's deliveries code (exported with git archive)")
     parser.add_argument("--receiver-url", help="post to this receiver instead of starting bench/receiver.py")
+    parser.add_argument("--headers", type=int, default=0, help="custom headers per subscription (default 0)")
     parser.add_argument("--no-record", action="store_true", help="skip the record stage (it writes rows)")
     return parser
 
@@ -169,7 +170,7 @@ def measure(args: argparse.Namespace, receiver_url: str, *, code: str, database:
     batch_size = settings.ESL_DELIVERY_BATCH_SIZE
     n = args.deliveries
     events_per_round = math.ceil(n / args.subs)
-    tenant = make_tenant(receiver_url, args.subs)
+    tenant = make_tenant(receiver_url, args.subs, headers=args.headers)
     log(f"{args.repeats} rounds of {n} deliveries ({events_per_round} events x {args.subs} subscriptions), "
         f"batches of {batch_size}")  # fmt: skip
     events = make_events(tenant.organization_id, events_per_round)
@@ -336,12 +337,16 @@ class Tenant:
     subscriptions: list[Any]  # subscriptions.models.Subscription
 
 
-def make_tenant(receiver_url: str, subs: int) -> Tenant:
+def make_tenant(receiver_url: str, subs: int, *, headers: int = 0) -> Tenant:
     from django.db import transaction
 
     from sapien.core.services import organization_create
     from subscriptions.services import subscription_create
 
+    # Custom headers (a gateway token and the like) only when asked: older revisions (--ref) take none.
+    extra: dict[str, Any] = (
+        {"headers": {f"X-Custom-{n}": f"value-{n}-" + "x" * 40 for n in range(headers)}} if headers else {}
+    )
     with transaction.atomic():
         organization = organization_create(name=f"sendpath-{uuid.uuid4().hex[:8]}", tier="enterprise")
         subscriptions = [
@@ -349,6 +354,7 @@ def make_tenant(receiver_url: str, subs: int) -> Tenant:
                 organization=organization,
                 callback_url=f"{receiver_url}/sendpath?sub={index}",
                 events=["person.created"],
+                **extra,
             )
             for index in range(subs)
         ]

@@ -49,7 +49,7 @@ class DeliveryAdmin(HistoryModelAdmin[Delivery]):
     actions = ["redeliver"]
     readonly_fields = [
         "organization", "event", "subscription", "status", "attempt_count", "next_attempt_at", "last_status_code",
-        "last_error", "created_at", "updated_at", "completed_at",
+        "last_error", "created_at", "updated_at", "completed_at", "ordering_key",
     ]  # fmt: skip
     exclude = ["claim_token", "claimed_until"]
 

@@ -6,6 +6,7 @@ transaction guarded by that token: a claim that went stale while its sends were 
 overwrite the newer outcome of the worker that took its deliveries over.
 """
 
+import json
 import logging
 import math
 import time
@@ -13,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,24 +23,38 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from deliveries.counters import counter_parameters, outcome_counts_sql
+from deliveries.health import health_counts_sql
+from deliveries.limits import (
+    CLAIM_LIMITS_SQL,
+    claim_limit_parameters,
+    released_sql,
+    subscriptions_throttle,
+    throttles,
+)
 from deliveries.models import DeliveryStatus
+from deliveries.ordering import IN_TURN
 from deliveries.retry import Outcome, deactivates_subscription
+from sapien.core.prepared import prepared_cursor
+from subscriptions.health import subscription_health_recovered
 from subscriptions.models import Subscription
 from subscriptions.services import subscription_disable, subscription_health_record
 
 logger = logging.getLogger(__name__)
 
-# A delivery a worker may claim now: pending, due, and not under a live claim.
+# A delivery a worker may claim now: pending, due, not under a live claim, and its ordering key's turn
+# (deliveries/ordering.py: always, but for an ordered subscription's). Over the unaliased table.
 CLAIMABLE = (
     f"status = '{DeliveryStatus.PENDING}' AND next_attempt_at <= now()"
     " AND (claimed_until IS NULL OR claimed_until < now())"
+    f" AND {IN_TURN}"
 )
 
 # The rows sending needs of each claimed delivery, from the CTEs ``claimed`` (the deliveries) and ``events``.
 CLAIMED_ROWS = """
 SELECT c.id, c.attempt_count,
-       e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id,
-       s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at
+       e.id, e.type, e.body, e.organization_id, e.created_at, e.recipient_id, e.traceparent,
+       s.id, s.callback_url, s.secret, s.active, o.tier, s.previous_secret, s.previous_secret_expires_at,
+       NULLIF(s.headers, '{}'::jsonb), s.ordered, s.rate_limit_per_second IS NOT NULL
 FROM claimed c
 JOIN events e ON e.id = c.event_id AND e.created_at = c.event_created_at
 JOIN subscriptions_subscription s ON s.id = c.subscription_id
@@ -47,28 +62,32 @@ JOIN core_organization o ON o.id = s.organization_id"""
 
 CLAIM_SQL = f"""
 WITH due AS MATERIALIZED (
-    SELECT id, event_created_at FROM deliveries_delivery
+    SELECT id, event_created_at, subscription_id, next_attempt_at FROM deliveries_delivery
     WHERE {CLAIMABLE}
     ORDER BY next_attempt_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-), claimed AS (
+), {CLAIM_LIMITS_SQL}, claimed AS (  -- within each subscription's limits (deliveries/limits.py)
     UPDATE deliveries_delivery d
     SET claim_token = %(token)s, claimed_until = now() + make_interval(secs => %(lease)s),
         attempt_count = d.attempt_count + 1, updated_at = now()
     -- ARRAY(): primary-key lookups, never a scan of the table; the bounds prune it, when the statement
     -- starts, to the partitions of the claimed rows' days.
-    WHERE d.id = ANY(ARRAY(SELECT id FROM due))
+    WHERE d.id = ANY(ARRAY(SELECT id FROM allowed))
       AND d.event_created_at >= (SELECT min(event_created_at) FROM due)
       AND d.event_created_at <= (SELECT max(event_created_at) FROM due)
     RETURNING d.id, d.attempt_count, d.event_id, d.event_created_at, d.subscription_id
 ), events AS MATERIALIZED (  -- the claimed deliveries' events, looked up by key in their days' partitions as above
-    SELECT id, type, body, organization_id, created_at, recipient_id FROM events_event
+    SELECT id, type, body, organization_id, created_at, recipient_id, traceparent FROM events_event
     WHERE id = ANY(ARRAY(SELECT event_id FROM claimed))
       AND created_at >= (SELECT min(event_created_at) FROM due)
       AND created_at <= (SELECT max(event_created_at) FROM due)
-)
+), claimed_rows AS (
 {CLAIMED_ROWS}
+)  -- one row at least: how many were put back by the limits (deliveries/limits.py), and when to claim
+-- again for them, ride on every row
+SELECT r.*, (SELECT count(*) FROM put_back), (SELECT wake_in FROM held)
+FROM (SELECT 1) AS one LEFT JOIN claimed_rows r ON true
 """
 
 # A batch the relay handed over born claimed (``deliveries/handoff.py``): read, not written, and only while its
@@ -79,7 +98,7 @@ WITH claimed AS (
     WHERE id = ANY(%(ids)s::uuid[]) AND event_created_at >= %(since)s AND event_created_at <= %(until)s
       AND claim_token = %(token)s AND status = '{DeliveryStatus.PENDING}' AND claimed_until > now()
 ), events AS MATERIALIZED (
-    SELECT id, type, body, organization_id, created_at, recipient_id FROM events_event
+    SELECT id, type, body, organization_id, created_at, recipient_id, traceparent FROM events_event
     WHERE id = ANY(ARRAY(SELECT event_id FROM claimed)) AND created_at >= %(since)s AND created_at <= %(until)s
 )
 {CLAIMED_ROWS}
@@ -94,6 +113,7 @@ WITH attempts AS (  -- every attempt is a fact, kept even when the claim went st
     SELECT * FROM unnest(%(a_ids)s::uuid[], %(a_event_times)s::timestamptz[], %(a_numbers)s::int[],
                          %(a_started)s::timestamptz[], %(a_durations)s::int[], %(a_codes)s::int[],
                          %(a_succeeded)s::boolean[], %(a_errors)s::text[], %(a_excerpts)s::text[])
+    RETURNING delivery_id, started_at, duration_ms, status_code, succeeded, error  -- for the health CTE
 ), recorded AS (  -- the new delivery states, only where the claim still holds
 UPDATE deliveries_delivery d
 SET status = v.status, next_attempt_at = v.next_attempt_at, last_status_code = v.status_code,
@@ -106,12 +126,20 @@ WHERE d.id = v.id AND d.event_created_at = v.event_created_at AND d.claim_token 
 RETURNING d.id, d.organization_id, d.subscription_id, d.status
 ), counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
     {outcome_counts_sql(recorded="recorded")}
-), recovered AS (  -- a success ends a subscription's run of failures (subscription_health_record counts them)
+), released AS (  -- deliveries/limits.py: the recorded deliveries no longer count as in flight
+    {released_sql(recorded="recorded", attempts="attempts")}
+), health AS (  -- deliveries/health.py: each subscription's hour, for GET …/stats
+    {health_counts_sql(attempts="attempts", recorded="recorded")}
+), recovered AS (  -- a success ends an active subscription's run of failures (subscription_health_record counts
+    -- them; a disabled one keeps its run until re-enabled); those told they were failing are returned, to be told
+    -- they recovered (subscription_health_recovered)
     UPDATE subscriptions_subscription SET consecutive_failures = 0, failing_since = NULL
     WHERE id IN (SELECT subscription_id FROM recorded WHERE status = '{DeliveryStatus.SUCCEEDED}')
-      AND consecutive_failures > 0
+      AND active AND (consecutive_failures > 0 OR failing_notified_at IS NOT NULL)
+    RETURNING id, failing_notified_at IS NOT NULL AS notified
 )
-SELECT id FROM recorded
+SELECT id, false FROM recorded
+UNION ALL SELECT id, true FROM recovered WHERE notified
 """
 
 
@@ -125,6 +153,7 @@ class ClaimedEvent:
     organization_id: uuid.UUID
     created_at: datetime
     recipient_id: uuid.UUID | None = None
+    traceparent: str | None = None  # the W3C trace context it was recorded in, sent along (sapien.core.tracing)
 
 
 @dataclass(frozen=True)
@@ -137,6 +166,9 @@ class ClaimedSubscription:
     active: bool
     previous_secret: str = ""
     previous_secret_expires_at: datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # custom headers: the values are secrets
+    ordered: bool = False  # its deliveries go one per key at a time: finishing one makes the key's next due
+    rate_limited: bool = False  # finishing one gives its room back a second later (deliveries/limits.py)
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """The secrets to sign with: the current one, and the previous one during its grace period."""
@@ -166,11 +198,31 @@ def claim_lease_seconds(batch_size: int) -> float:
     return rounds * send_seconds + settings.ESL_CLAIM_LEASE_MARGIN_SECONDS
 
 
+class ClaimedBatch(list[ClaimedDelivery]):
+    """A claim's deliveries, and how many more it found due but put back to respect their subscriptions' limits:
+    a claim that came back short only because of those is no sign that nothing more is due."""
+
+    def __init__(
+        self, deliveries: Iterable[ClaimedDelivery] = (), *, put_back: int = 0, wake_in: float | None = None
+    ) -> None:
+        super().__init__(deliveries)
+        self.put_back = put_back
+        self.wake_in = wake_in  # in how many seconds the first of those put back has room again
+
+
 def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
-    """Claims up to ``batch_size`` due deliveries in one statement (its own short transaction)."""
-    with connection.cursor() as cursor:  # one statement: atomic without BEGIN and COMMIT round trips
-        cursor.execute(CLAIM_SQL, {"batch": batch_size, "token": token, "lease": claim_lease_seconds(batch_size)})
-        return claimed_from_rows(cursor.fetchall())
+    """Claims up to ``batch_size`` due deliveries in one statement (its own short transaction), within their
+    subscriptions' limits (``deliveries/limits.py``): a ``ClaimedBatch``, which tells how many it put back."""
+    # One statement: atomic without BEGIN and COMMIT round trips; prepared, since planning it costs as much as
+    # running it (sapien/core/prepared.py).
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            CLAIM_SQL,
+            {"batch": batch_size, "token": token, "lease": claim_lease_seconds(batch_size), **claim_limit_parameters()},
+        )
+        rows = cursor.fetchall()
+    claimed = claimed_from_rows(row[:-2] for row in rows if row[0] is not None)
+    return ClaimedBatch(claimed, put_back=rows[0][-2], wake_in=rows[0][-1])
 
 
 def handed_deliveries(
@@ -186,20 +238,29 @@ def handed_deliveries(
 def claimed_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[ClaimedDelivery]:
     """``CLAIMED_ROWS``' rows as ``ClaimedDelivery``s."""
     claimed = []
-    for (delivery_id, attempt, event_id, event_type, body, organization_id, created_at, recipient_id,
-         subscription_id, callback_url, secret, active, tier, previous_secret, previous_expires) in rows:  # fmt: skip
+    for (delivery_id, attempt, event_id, event_type, body, organization_id, created_at, recipient_id, traceparent,
+         subscription_id, callback_url, secret, active, tier, previous_secret, previous_expires, headers,
+         ordered, rate_limited) in rows:  # fmt: skip
         event = ClaimedEvent(
             id=event_id, type=event_type, body=body, organization_id=organization_id,
-            created_at=created_at, recipient_id=recipient_id,
+            created_at=created_at, recipient_id=recipient_id, traceparent=traceparent,
         )  # fmt: skip
         subscription = ClaimedSubscription(
             id=subscription_id, callback_url=callback_url, secret=secret, active=active,
             previous_secret=previous_secret, previous_secret_expires_at=previous_expires,
+            headers=_headers(headers), ordered=ordered, rate_limited=rate_limited,
         )  # fmt: skip
         claimed.append(
             ClaimedDelivery(id=delivery_id, attempt=attempt, event=event, subscription=subscription, tier=tier)
         )
     return claimed
+
+
+def _headers(value: str | dict[str, str] | None) -> dict[str, str]:
+    """A subscription's custom headers as read (jsonb reaches a cursor as text; NULL when there are none)."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def has_due_deliveries() -> bool:
@@ -213,7 +274,9 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
     """Writes attempts and delivery states in one transaction; a stale claim's states are dropped.
 
     Successes (and retries still pending) take one autocommitted statement; a final failure or a 410 adds the
-    subscription's health bookkeeping, in a transaction with it.
+    subscription's health bookkeeping, in a transaction with it. A success that ends a failing episode (or a
+    disabled subscription's probe) is announced after it, in a transaction of its own: a success announced
+    by none (a crash in between) is announced by the subscription's next one.
     """
     outcomes = list(outcomes)
     if not outcomes:
@@ -225,12 +288,15 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
         and (outcome.status == DeliveryStatus.FAILED or deactivates_subscription(outcome.result.status_code))
         for outcome in outcomes
     )
-    with transaction.atomic() if touches_health else nullcontext():
+    held = throttles(outcomes, now=now)  # a 429 or 503 with Retry-After holds its whole subscription back
+    # Throttled in the transaction that frees the claim's room: no claim takes that room before the throttle.
+    with transaction.atomic() if touches_health or held else nullcontext():
         with connection.cursor() as cursor:
             cursor.execute(
                 RECORD_SQL,
                 {
                     "token": token,
+                    "recorded_at": timezone.now(),  # deliveries/limits.py: the sends' starts on the database's clock
                     "a_ids": [outcome.delivery.id for outcome, _ in sent],
                     "a_event_times": [outcome.delivery.event.created_at for outcome, _ in sent],
                     "a_numbers": [outcome.delivery.attempt for outcome, _ in sent],
@@ -254,22 +320,38 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
                     **counter_parameters(per_organization=settings.ESL_METRICS_PER_ORGANIZATION),
                 },
             )
-            applied = {row[0] for row in cursor.fetchall()}
+            rows = cursor.fetchall()
+        applied = {row[0] for row in rows if not row[1]}
         recorded = [outcome for outcome in outcomes if outcome.delivery.id in applied]
         log_outcomes(recorded)
-        if not touches_health:
-            return
-        gone = {
-            outcome.delivery.subscription.id
-            for outcome in recorded
-            if outcome.result is not None and deactivates_subscription(outcome.result.status_code)
+        subscriptions_throttle(held)
+        # Told they recover: subscriptions told they were failing that succeeded again, and disabled ones whose
+        # receiver answered a ping (their half-open probe). Seldom any.
+        recovered = {row[0] for row in rows if row[1]} | {
+            o.delivery.subscription.id
+            for o in recorded
+            if o.status == DeliveryStatus.SUCCEEDED and not o.delivery.subscription.active
         }
-        for subscription in Subscription.objects.select_for_update().filter(id__in=gone, active=True):
-            subscription_disable(subscription=subscription, reason="The receiver answered 410 Gone.", now=now)
-        failed = Counter(
-            o.delivery.subscription.id for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None
-        )
-        subscription_health_record(failed=failed, now=now)
+        if touches_health:
+            record_health(recorded, now=now)
+        if recovered:
+            subscription_health_recovered(subscription_ids=recovered, now=now)
+
+
+def record_health(recorded: list[Outcome], *, now: datetime) -> None:
+    """Disables on a 410, and counts deliveries that ended failed (``subscription_health_record``): in the
+    record statement's transaction."""
+    gone = {
+        outcome.delivery.subscription.id
+        for outcome in recorded
+        if outcome.result is not None and deactivates_subscription(outcome.result.status_code)
+    }
+    for subscription in Subscription.objects.select_for_update().filter(id__in=gone, active=True):
+        subscription_disable(subscription=subscription, reason="The receiver answered 410 Gone.", now=now)
+    ended_failed = [o for o in recorded if o.status == DeliveryStatus.FAILED and o.result is not None]
+    failed = Counter(o.delivery.subscription.id for o in ended_failed)
+    reasons = {o.delivery.subscription.id: o.error for o in ended_failed}  # the last one of each
+    subscription_health_record(failed=failed, now=now, reasons=reasons)
 
 
 def log_outcomes(outcomes: list[Outcome]) -> None:

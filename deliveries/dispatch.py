@@ -16,17 +16,23 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.claims import claim_due, handed_deliveries, record_outcomes_persistently
+from deliveries.claims import ClaimedBatch, claim_due, handed_deliveries, record_outcomes_persistently
 from deliveries.handoff import HandedBatch, claims_release
+from deliveries.limits import RATE_WINDOW_SECONDS
+from deliveries.models import DeliveryStatus
 from deliveries.outbound import prepare_batch
 from deliveries.per_process import PerProcess
 from deliveries.retry import Outcome, decide
 from deliveries.senders import InFlight, SenderPool
-from deliveries.wakeups import wake_delivery_workers
+from deliveries.wakeups import wake_delivery_workers, wake_delivery_workers_later
+from sapien.core import tracing
 from sapien.core.transactions import assert_no_transaction
 
 # How often a worker records finished sends and claims the room they free while others are still in flight.
 RECORD_SLICE_SECONDS = 0.05
+# How long after the room of deliveries held back by their limits comes back a worker is woken to claim them: the
+# claim statement's own latency, so that it does not come a moment too early.
+WAKE_MARGIN_SECONDS = 0.02
 # How long a task waits for sends still in flight once it stopped claiming, before leaving them to the
 # process's straggler recorder and returning.
 STRAGGLER_SECONDS = 0.1
@@ -40,6 +46,15 @@ def record_finished(finished: InFlight) -> None:
         by_claim.setdefault(token, []).append(decide(delivery, future.result(), now=now))
     for token, outcomes in by_claim.items():
         record_outcomes_persistently(outcomes, token=token)
+    if any(outcome.delivery.subscription.ordered and outcome.status != DeliveryStatus.PENDING
+           for outcomes in by_claim.values() for outcome in outcomes):  # fmt: skip
+        wake_delivery_workers(1)  # an ordered key's next delivery is due now, and nothing else would wake for it
+    starts = [
+        future.result().started_at for future, (delivery, _) in finished.items() if delivery.subscription.rate_limited
+    ]
+    if starts:  # their room comes back a second after their sends started (deliveries/limits.py)
+        room_in = RATE_WINDOW_SECONDS - (now - max(starts)).total_seconds()
+        wake_delivery_workers_later(max(room_in, 0.0) + WAKE_MARGIN_SECONDS)
 
 
 def record_stragglers(finished: InFlight) -> None:
@@ -82,6 +97,7 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBa
     handled = 0
     time_up = False
     stopped_at: float | None = None  # when claiming stopped
+    wake_at: float | None = None  # when the first of the deliveries claims put back for their limits has room
     while True:
         if stopped_at is None:
             room = batch_size - pool.busy
@@ -93,18 +109,24 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBa
                 time_up = True
                 stopped_at = time.monotonic()
             else:
-                if handed is not None:
-                    token = handed.token
-                    batch = handed_deliveries(token=token, ids=handed.ids, since=handed.since, until=handed.until)
-                else:
-                    token = uuid.uuid4()
-                    batch = claim_due(batch_size=room, token=token)
+                with tracing.span("sapien.delivery.claim", {"sapien.claim.handed": handed is not None}) as claim:
+                    if handed is not None:
+                        token = handed.token
+                        batch = handed_deliveries(token=token, ids=handed.ids, since=handed.since, until=handed.until)
+                    else:
+                        token = uuid.uuid4()
+                        batch = claim_due(batch_size=room, token=token)
+                    tracing.add_links(claim, (delivery.event.traceparent for delivery in batch))
                 refusals, to_send = prepare_batch(batch)
                 record_outcomes_persistently(refusals, token=token)
                 for delivery, request in to_send:
-                    in_flight[pool.submit(request)] = (delivery, token)
+                    in_flight[pool.submit(request, claim=claim)] = (delivery, token)
                 handled += len(batch)
-                if handed is not None or len(batch) < room:  # nothing more is due now; what falls due later
+                put_back = batch.put_back if isinstance(batch, ClaimedBatch) else 0  # held back by their limits
+                if isinstance(batch, ClaimedBatch) and batch.wake_in is not None:
+                    at = time.monotonic() + batch.wake_in
+                    wake_at = at if wake_at is None else min(wake_at, at)
+                if handed is not None or len(batch) + put_back < room:  # nothing more is due now; what falls due later
                     stopped_at = time.monotonic()  # brings its own wake-up
         if not in_flight:
             if stopped_at is None:
@@ -116,4 +138,6 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBa
         record_finished({future: in_flight.pop(future) for future in done})
     if in_flight:
         pool.adopt(in_flight)
+    if wake_at is not None:  # claim again when their room comes back
+        wake_delivery_workers_later(max(wake_at - time.monotonic(), 0.0) + WAKE_MARGIN_SECONDS)
     return DeliveryRun(handled=handled, time_up=time_up)

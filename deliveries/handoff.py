@@ -1,7 +1,8 @@
 """Deliveries born claimed: the relay hands each batch it fans out straight to a worker.
 
 A delivery due at once is inserted already claimed for its first attempt (claim token,
-lease, ``attempt_count = 1``), and the claim's token and the batch's keys travel in the
+lease, ``attempt_count = 1``; never an ordered subscription's keyed one, which waits for its
+key's turn in the claim: ``deliveries/ordering.py``), and the claim's token and the batch's keys travel in the
 task message; the worker reads the rows by key and sends. No claim statement, no
 second write of each row before its send. What can go wrong only delays: a message that
 never arrives, or a worker that dies with it, leaves the rows to lapse with their lease,

@@ -71,9 +71,7 @@ class Delivery(models.Model):
                 fields=["next_attempt_at"], name="delivery_due_idx", condition=models.Q(status=DeliveryStatus.PENDING)
             ),
             models.Index(fields=["subscription", "-event_created_at", "-id"], name="delivery_sub_log_idx"),
-            models.Index(
-                fields=["subscription", "status", "-event_created_at", "-id"], name="delivery_sub_status_idx"
-            ),
+            models.Index(fields=["subscription", "status", "-event_created_at", "-id"], name="delivery_sub_status_idx"),
             models.Index(
                 fields=["subscription", "event_type", "-event_created_at", "-id"], name="delivery_sub_type_idx"
             ),
@@ -211,3 +209,48 @@ class RelayCounter(models.Model):
 
     def __str__(self) -> str:
         return f"relayed for {self.organization_id}, shard {self.shard}"
+
+
+class SubscriptionHealthHour(models.Model):
+    """What one subscription's deliveries did in one hour: what ``GET …/subscriptions/{id}/stats`` answers from.
+
+    Written only by the statement that records the outcomes (``deliveries/claims.py``, ``deliveries/health.py``),
+    on the counter shard that statement picked, so that workers recording for the same subscription at once rarely
+    wait for one another's row; read a day at a time, so an answer costs at most 25 hours of shards however long
+    the history. Retention deletes the hours past ``HEALTH_HOURS_KEPT``.
+    """
+
+    pk = models.CompositePrimaryKey("subscription_id", "hour", "shard")
+    # Not a foreign key: inserting under one would lock the subscription's row, which the health bookkeeping
+    # locks for update; the hours of a deleted subscription go with retention.
+    subscription_id = models.UUIDField()
+    hour = models.DateTimeField()
+    shard = models.PositiveSmallIntegerField()
+    attempts = models.BigIntegerField(default=0)
+    attempts_failed = models.BigIntegerField(default=0)
+    # The attempt duration histogram: attempts that took at most this long (cumulative), and the longest.
+    duration_le_5ms = models.BigIntegerField(default=0)
+    duration_le_10ms = models.BigIntegerField(default=0)
+    duration_le_25ms = models.BigIntegerField(default=0)
+    duration_le_50ms = models.BigIntegerField(default=0)
+    duration_le_100ms = models.BigIntegerField(default=0)
+    duration_le_250ms = models.BigIntegerField(default=0)
+    duration_le_500ms = models.BigIntegerField(default=0)
+    duration_le_1000ms = models.BigIntegerField(default=0)
+    duration_le_2500ms = models.BigIntegerField(default=0)
+    duration_le_5000ms = models.BigIntegerField(default=0)
+    duration_le_10000ms = models.BigIntegerField(default=0)
+    duration_ms_max = models.BigIntegerField(default=0)
+    # Deliveries that reached a final status.
+    deliveries_succeeded = models.BigIntegerField(default=0)
+    deliveries_failed = models.BigIntegerField(default=0)
+    last_success_at = models.DateTimeField(null=True)
+    last_failure_at = models.DateTimeField(null=True)
+    last_failure_status_code = models.PositiveIntegerField(null=True)
+    last_failure_reason = models.TextField(default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["hour"], name="health_hour_idx")]  # retention's delete of past hours
+
+    def __str__(self) -> str:
+        return f"health of {self.subscription_id} at {self.hour:%Y-%m-%d %H}:00, shard {self.shard}"

@@ -19,19 +19,24 @@ class BirthClaim:
     until: str
 
 
-def new_deliveries_sql(*, event: str, subscription_id: str, due_at: str, claim: BirthClaim | None = None) -> str:
+def new_deliveries_sql(
+    *, event: str, subscription_id: str, due_at: str, claim: BirthClaim | None = None, ordering_key: str = "NULL"
+) -> str:
     """``INSERT INTO deliveries_delivery (…) SELECT …``: a pending delivery, due at ``due_at``, per row of the
     ``FROM`` the caller appends, in which ``event`` is the alias of a row with the event's ``id``,
     ``organization_id``, ``type`` and ``created_at``. The other arguments are SQL expressions over that ``FROM``.
 
     With ``claim``, the deliveries it selects are born claimed for their first attempt (``deliveries/handoff.py``).
+    ``ordering_key`` is the delivery's key, non-null only for an ordered subscription (``deliveries/ordering.py``).
     """
-    values = new_delivery_values(event=event, subscription_id=subscription_id, due_at=due_at, claim=claim)
+    values = new_delivery_values(
+        event=event, subscription_id=subscription_id, due_at=due_at, claim=claim, ordering_key=ordering_key
+    )
     return f"INSERT INTO {Delivery._meta.db_table} ({', '.join(values)})\nSELECT {', '.join(values.values())}\n"
 
 
 def new_delivery_values(
-    *, event: str, subscription_id: str, due_at: str, claim: BirthClaim | None = None
+    *, event: str, subscription_id: str, due_at: str, claim: BirthClaim | None = None, ordering_key: str = "NULL"
 ) -> dict[str, str]:
     """Column → SQL expression of a new delivery: pending, due at ``due_at``, in its event's partition
     (``event_created_at``); no attempt yet, or, where ``claim`` applies, its first attempt claimed."""
@@ -50,4 +55,5 @@ def new_delivery_values(
         "last_error": "''",
         "created_at": "now()",
         "updated_at": "now()",
+        "ordering_key": ordering_key,
     }

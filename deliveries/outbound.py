@@ -39,6 +39,7 @@ def build_request(delivery: ClaimedDelivery, body: bytes, *, now: datetime | Non
     event_id = str(event.id)
     headers = {
         **COMMON_HEADERS,
+        **subscription.headers,  # the receiver's own (never a name of ours: subscriptions/custom_headers.py)
         "X-Sapien-Signature": sapien_signature(
             secret=subscription.secret, body=body, algorithm=settings.ESL_SIGNATURE_ALGORITHM
         ),
@@ -54,6 +55,8 @@ def build_request(delivery: ClaimedDelivery, body: bytes, *, now: datetime | Non
             body=body,
         ),
     }
+    if event.traceparent:  # the trace of the change, for the receiver's to join (docs/webhooks.md, "Tracing")
+        headers["traceparent"] = event.traceparent
     return DeliveryRequest(url=subscription.callback_url, body=body, headers=headers)
 
 

@@ -2,9 +2,10 @@
 
 One short transaction per batch: take the oldest outbox entries with ``FOR UPDATE
 SKIP LOCKED`` (deleting them: an event leaves the outbox when it is relayed, and
-its own row is never touched), count them against their organization's hourly
+its own row is never rewritten), count them against their organization's hourly
 quota, and insert one delivery per matching subscription (the unique constraint
-makes it idempotent). Deliveries of events past the quota are due at the next
+makes it idempotent) whose payload filter, if any, the event's body contains: only
+then is that body read. Deliveries of events past the quota are due at the next
 window instead of now; the others, when the relay hands them over, are born
 claimed by the worker that gets them (``deliveries/handoff.py``). Several relays
 can run at once: each takes entries the others have not locked.
@@ -20,11 +21,32 @@ from django.db import connection, transaction
 
 from deliveries.counters import counter_parameters, relay_counts_sql
 from deliveries.handoff import NOT_HANDING, HandedBatch, hand_parameters, hand_to_workers
+from deliveries.limits import born_claimable_sql, born_counted_sql, claim_limit_parameters
 from deliveries.new_deliveries import BirthClaim, new_deliveries_sql
+from deliveries.ordering import born_claimable, delivery_ordering_key
+from sapien.core import tracing
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.envelope import isoformat_z
 from sapien.events.outbox import record_event
 from sapien.events.quota import WARNING_SHARE, WINDOW, Counted, counted_sql, quota_limits, window_start_sql
+from sapien.events.selectors import body_as_jsonb_sql
+from subscriptions.payload_filter import filter_passes_sql
+
+# Payload filters (subscriptions/payload_filter.py), apart from the unfiltered fan-out: only an event that an active
+# subscription with a filter wants by its type has its body read, and cast to jsonb once, however many filters it
+# meets; for the others (and every event of an organization without filters) nothing more is read.
+FILTER_BODIES_SQL = """filtering AS MATERIALIZED (  -- once per organization of the batch: has it an active filter?
+    SELECT o.organization_id FROM (SELECT DISTINCT organization_id FROM placed) AS o
+    WHERE EXISTS (SELECT 1 FROM subscriptions_subscription s
+                  WHERE s.organization_id = o.organization_id AND s.active AND s.filter IS NOT NULL)
+), filtered AS MATERIALIZED (
+    SELECT e.id, e.created_at FROM placed e JOIN filtering USING (organization_id)
+    WHERE e.recipient_id IS NULL
+      AND EXISTS (SELECT 1 FROM subscriptions_subscription s
+                  WHERE s.organization_id = e.organization_id AND s.active AND s.filter IS NOT NULL AND {matches})
+), filter_bodies AS MATERIALIZED (  -- (id, created_at): the event's partition only
+    SELECT b.id, {body} AS body
+    FROM filtered f JOIN events_event b ON b.id = f.id AND b.created_at = f.created_at"""
 
 RELAY_SQL = """
 WITH due AS MATERIALIZED (
@@ -32,10 +54,10 @@ WITH due AS MATERIALIZED (
     ORDER BY created_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-), claimed AS (  -- taken out of the outbox: the event rows themselves are never read nor rewritten here
+), claimed AS (  -- taken out of the outbox: the event rows are never rewritten, and read only for payload filters
     DELETE FROM events_outbox
     WHERE (created_at, event_id) IN (SELECT created_at, event_id FROM due)
-    RETURNING event_id AS id, organization_id, type, created_at, recipient_id,
+    RETURNING event_id AS id, organization_id, type, created_at, recipient_id, ordering_key,
               {window_start} AS window_start, {counted} AS counted
 ), windows AS (
     SELECT organization_id, window_start, count(*)::int AS added
@@ -53,22 +75,26 @@ WITH due AS MATERIALIZED (
     JOIN core_organization o ON o.id = c.organization_id
     JOIN unnest(%(tiers)s::text[], %(limits)s::int[]) AS l(tier, events_per_hour) ON l.tier = o.tier
 ), placed AS (
-    SELECT e.id, e.organization_id, e.type, e.created_at, e.recipient_id,
+    SELECT e.id, e.organization_id, e.type, e.created_at, e.recipient_id, e.ordering_key,
            CASE WHEN q.before + row_number() OVER (PARTITION BY e.organization_id, e.window_start, e.counted
                                                    ORDER BY e.created_at, e.id) > q.quota
                 THEN e.window_start + make_interval(secs => %(window)s) END AS not_before
     FROM claimed e
     LEFT JOIN quota q ON e.counted AND q.organization_id = e.organization_id AND q.window_start = e.window_start
+), {filter_bodies}
 ), fanned AS (
     {insert_deliveries}
     FROM placed e
     JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
+    LEFT JOIN filter_bodies fb ON fb.id = e.id
     WHERE CASE
         WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id
-        ELSE s.active AND {matches}
+        ELSE s.active AND {matches} AND {filter_passes}
     END
     ON CONFLICT (event_id, subscription_id, event_created_at) DO NOTHING
-    RETURNING id, organization_id, event_created_at, claim_token
+    RETURNING id, organization_id, event_created_at, claim_token, subscription_id
+), born_counted AS (  -- deliveries/limits.py: the deliveries born claimed count as in flight
+    {born_counted}
 ), relay_counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
     {count}
 ), handed AS (  -- the deliveries born claimed, by claim: each is one worker's batch (deliveries/handoff.py)
@@ -84,17 +110,25 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
     window_start=window_start_sql("created_at"),
     counted=counted_sql("type"),
     matches=patterns_match_sql("s.events", "e.type"),
+    filter_bodies=FILTER_BODIES_SQL.format(
+        matches=patterns_match_sql("s.events", "e.type"), body=body_as_jsonb_sql("b.body")
+    ),
+    filter_passes=filter_passes_sql(body_jsonb="fb.body", payload_filter="s.filter"),
     count=relay_counts_sql(events="placed", deliveries="fanned"),
+    born_counted=born_counted_sql(fanned="fanned"),
     insert_deliveries=new_deliveries_sql(
         event="e",
         subscription_id="s.id",
         due_at="greatest(now(), e.not_before)",
-        # Due now and handed over: born claimed, %(hand_size)s to a claim. Never when not handing (%(hand)s).
+        # Due now and handed over: born claimed, %(hand_size)s to a claim. Never when not handing (%(hand)s), nor
+        # when an ordered subscription's key must wait for its turn (deliveries/ordering.py).
         claim=BirthClaim(
-            when="%(hand)s AND e.not_before IS NULL",
+            when=f"%(hand)s AND e.not_before IS NULL AND {born_claimable(subscription='s', event='e')}"
+            f" AND {born_claimable_sql(subscription='s', event='e')}",  # within its limits (deliveries/limits.py)
             token="md5(%(hand_token)s || ((row_number() OVER () - 1) / %(hand_size)s)::text)::uuid",  # noqa: S106
             until="now() + make_interval(secs => %(hand_lease)s)",
         ),
+        ordering_key=delivery_ordering_key(subscription="s", event="e"),
     ),
 )
 
@@ -113,6 +147,7 @@ def relay_parameters(*, batch_size: int, hand: bool = False) -> dict[str, Any]:
     return {
         **(hand_parameters(batch_size=settings.ESL_DELIVERY_BATCH_SIZE) if hand else NOT_HANDING),
         "batch": batch_size,
+        **claim_limit_parameters(),
         "tiers": list(tiers),
         "limits": list(limits),
         "window": WINDOW.total_seconds(),
@@ -175,9 +210,13 @@ def relay_pending(
     """
     events = deliveries = 0
     for _ in range(max_batches):
-        batch = relay_batch(batch_size=batch_size, hand=hand_to is not None)
-        if hand_to is not None and batch.handed:
-            hand_to(list(batch.handed))
+        with tracing.span("sapien.outbox.relay") as span:  # the hand-over's task messages carry it to the workers
+            batch = relay_batch(batch_size=batch_size, hand=hand_to is not None)
+            tracing.set_attributes(
+                span, {"sapien.relay.events": batch.events, "sapien.relay.deliveries": batch.deliveries}
+            )
+            if hand_to is not None and batch.handed:
+                hand_to(list(batch.handed))
         events += batch.events
         deliveries += batch.deliveries
         if batch.events < batch_size:

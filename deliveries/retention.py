@@ -10,7 +10,7 @@ Each pass (beat, every 5 minutes) first keeps the partitions ready (``partitions
   with its replay, or is deleted.
 
 Dropping a day costs the same whatever it holds; nothing is deleted row by row but the blob rows of
-the day's events and quota windows past use.
+the day's events, quota windows past use and ``Idempotency-Key`` answers past ``ESL_IDEMPOTENCY_HOURS``.
 """
 
 import logging
@@ -26,9 +26,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from deliveries.counters import counter_parameters, expiry_counts_sql
+from deliveries.health import health_hours_purge
 from deliveries.models import DeliveryStatus
 from deliveries.partitions import EVENTS, history_day_drop, history_days, history_partitions_ensure
 from deliveries.retry import longest_retry_chain
+from sapien.core.idempotency import purge_expired_keys
 from sapien.core.partitions import DayPartition
 from sapien.events.quota import WINDOW
 from sapien.events.selectors import retention_start
@@ -58,6 +60,8 @@ class PurgeResult:
     days: int = 0
     blobs: int = 0
     quota_windows: int = 0
+    health_hours: int = 0
+    idempotency_keys: int = 0
     partitions_created: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)  # day -> why it is kept past retention
 
@@ -146,4 +150,6 @@ def purge_expired(*, now: datetime | None = None) -> PurgeResult:
     with transaction.atomic(), connection.cursor() as cursor:  # quota windows past use
         cursor.execute("DELETE FROM events_quotausage WHERE window_start < %s", [cutoff - timedelta(hours=1)])
         result.quota_windows = cursor.rowcount
+    result.health_hours = health_hours_purge(now=now)  # subscriptions' hours past what /stats reads
+    result.idempotency_keys = purge_expired_keys(now=now)  # answers past ESL_IDEMPOTENCY_HOURS
     return result

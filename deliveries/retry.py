@@ -83,7 +83,8 @@ class Outcome:
 def decide(delivery: "ClaimedDelivery", result: "DeliveryResult", *, now: datetime) -> Outcome:
     """What an attempt's result means for its delivery: done, retry later, or failed for good.
 
-    2xx succeeds; 410 fails it and deactivates the subscription; past the tier's retry budget it fails;
+    2xx succeeds; 410 fails it and deactivates the subscription; past the tier's retry budget (or to a disabled
+    subscription) it fails;
     otherwise it is retried after the backoff, or after a 429's or 503's ``Retry-After`` if longer.
     """
     next_at: datetime | None = None
@@ -92,7 +93,8 @@ def decide(delivery: "ClaimedDelivery", result: "DeliveryResult", *, now: dateti
         status, error = DeliveryStatus.SUCCEEDED, ""
     elif deactivates_subscription(result.status_code):
         status, error = DeliveryStatus.FAILED, "410 Gone: subscription deactivated"
-    elif delivery.attempt > limits_for(delivery.tier).retry_budget:
+    elif delivery.attempt > limits_for(delivery.tier).retry_budget or not delivery.subscription.active:
+        # A disabled subscription is sent only pings addressed to it (a test, its probe): one attempt each.
         status = DeliveryStatus.FAILED
     else:
         retry_after = parse_retry_after(result.retry_after, now=now) if result.status_code in (429, 503) else None

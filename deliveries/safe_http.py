@@ -15,8 +15,21 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
-from subscriptions.internal_addresses import is_internal_address
+from subscriptions.internal_addresses import IPAddress, is_internal_address
 from subscriptions.url_safety import UnsafeCallbackURL, resolve
+
+
+def checked_address(connection: Any, host: str, port: int, *, check: bool = True) -> IPAddress:
+    """The address to connect ``connection`` to for ``host``: the first it resolves to, refused (with a
+    ``NewConnectionError`` whose message starts ``refused:``) when any is internal and ``check`` is on."""
+    try:
+        addresses = resolve(host, port)
+    except UnsafeCallbackURL as exc:
+        raise NewConnectionError(connection, f"refused: {exc}") from exc
+    internal = [address for address in addresses if is_internal_address(address)] if check else []
+    if internal:
+        raise NewConnectionError(connection, f"refused: {host} resolves to an internal address ({internal[0]})")
+    return addresses[0]
 
 
 class _CheckedConnectionMixin:
@@ -25,15 +38,7 @@ class _CheckedConnectionMixin:
 
     def _new_conn(self) -> socket.socket:
         host = self._dns_host
-        try:
-            addresses = resolve(host, self.port)
-        except UnsafeCallbackURL as exc:
-            raise NewConnectionError(self, f"refused: {exc}") from exc  # type: ignore[arg-type]
-        internal = [address for address in addresses if is_internal_address(address)]
-        if internal:
-            message = f"refused: {host} resolves to an internal address ({internal[0]})"
-            raise NewConnectionError(self, message)  # type: ignore[arg-type]
-        self._dns_host = str(addresses[0])
+        self._dns_host = str(checked_address(self, host, self.port))
         try:
             return super()._new_conn()  # type: ignore[misc]
         finally:

@@ -8,8 +8,10 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from deliveries.claims import ClaimedDelivery
+from deliveries.tracing import post_traced
 from deliveries.transport import DeliveryRequest, DeliveryResult, post
 
 logger = logging.getLogger(__name__)
@@ -39,10 +41,14 @@ class SenderPool:
         """Sends submitted and not finished yet, whichever task submitted them."""
         return self._busy
 
-    def submit(self, request: DeliveryRequest) -> Future[DeliveryResult]:
+    def submit(self, request: DeliveryRequest, *, claim: Any = None) -> Future[DeliveryResult]:
+        """Sends ``request`` on a sending thread; with tracing on, in an attempt span linked to its ``claim``'s."""
         with self._lock:
             self._busy += 1
-        future = self._executor.submit(post, request)
+        if claim is None:
+            future = self._executor.submit(post, request)
+        else:
+            future = self._executor.submit(post_traced, request, claim=claim)
         future.add_done_callback(self._send_finished)
         return future
 

@@ -4,10 +4,12 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from deliveries import claims, dispatch, relay, retention
 from deliveries.handoff import HandedBatch
 from deliveries.wakeups import wake_delivery_workers
+from subscriptions.health import subscriptions_probe_due
 
 
 @shared_task(name="deliveries.deliver_due", ignore_result=True)
@@ -44,3 +46,9 @@ def relay_outbox(**kwargs: Any) -> int:
 @shared_task(name="deliveries.purge_expired", ignore_result=True)
 def purge_expired(**kwargs: Any) -> int:
     return retention.purge_expired().days
+
+
+@shared_task(name="deliveries.probe_disabled", ignore_result=True)
+def probe_disabled(**kwargs: Any) -> int:
+    """The half-open probe's pass: a signed ping to each disabled subscription whose probe is due."""
+    return subscriptions_probe_due(now=timezone.now())

@@ -4,7 +4,8 @@ One urllib3 ``PoolManager`` per process keeps keep-alive connections pooled per 
 requests: requests' per-call merging of settings, cookies and hooks cost more CPU than the send itself, and
 none of it applies here). Redirects are never followed, nothing is retried, no proxy, CA bundle or cookie is
 taken from the environment or from earlier answers, certificates are checked against certifi's bundle, and at
-most ``RESPONSE_EXCERPT_CHARS * 4`` bytes of an answer are read.
+most ``RESPONSE_EXCERPT_CHARS * 4`` bytes of an answer are read. The one proxy is ``ESL_EGRESS_PROXY_URL``'s
+(``deliveries/egress.py``).
 """
 
 import functools
@@ -32,6 +33,7 @@ from urllib3.poolmanager import PoolKey
 from urllib3.util import Timeout, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
+from deliveries.egress import ProxiedPoolManager, ProxyFailure
 from deliveries.models import RESPONSE_EXCERPT_CHARS
 from deliveries.per_process import PerProcess
 from deliveries.safe_http import PublicOnlyPoolManager
@@ -63,7 +65,9 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _pool_manager() -> PoolManager:
-    manager_class = PoolManager if settings.ESL_ALLOW_PRIVATE_CALLBACKS else PublicOnlyPoolManager
+    manager_class: type[PoolManager] = PoolManager if settings.ESL_ALLOW_PRIVATE_CALLBACKS else PublicOnlyPoolManager
+    if settings.ESL_EGRESS_PROXY_URL:
+        manager_class = ProxiedPoolManager  # it checks addresses itself, before asking the proxy
     return manager_class(
         num_pools=64, maxsize=max(settings.ESL_DELIVERY_CONCURRENCY, 10), retries=False, cert_reqs="CERT_REQUIRED"
     )
@@ -97,7 +101,9 @@ class Connections:
             if scheme == "https":
                 self._tls = self._tls or _tls_context()
                 context["ssl_context"] = self._tls
-            route = (key_for(context), context, parsed.request_uri)
+            # Through the egress proxy, a plain-http request names the whole URL (deliveries/egress.py).
+            forwarded = scheme == "http" and getattr(self.manager, "forwards_absolute_urls", False)
+            route = (key_for(context), context, parsed.url if forwarded else parsed.request_uri)
             if len(self._routes) >= MAX_ROUTES:
                 self._routes.clear()
             self._routes[url] = route
@@ -144,6 +150,8 @@ def post(request: DeliveryRequest) -> DeliveryResult:
             response_excerpt=excerpt.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS],
             retry_after=response.headers.get("Retry-After"),
         )
+    except ProxyFailure as exc:  # the proxy failed, not the receiver
+        error = f"proxy error: {_first_line(exc)}"
     except NewConnectionError as exc:  # a ConnectTimeoutError too, for urllib3's history: caught first
         error = f"connection error: {_first_line(exc, prefix=f'{exc.conn}: ')}"
     except ConnectTimeoutError:

@@ -15,10 +15,11 @@ from rest_framework.views import APIView
 
 from deliveries.blobs import is_valid_blob_signature, open_blob
 from deliveries.filters import DeliveryFilter
+from deliveries.health import subscription_health_report
 from deliveries.models import Blob, Delivery, DeliveryStatus
 from deliveries.replay import events_replay
 from deliveries.selectors import deliveries_of, with_events_and_attempts
-from deliveries.serializers import DeliverySerializer
+from deliveries.serializers import DeliverySerializer, SubscriptionStatsSerializer
 from deliveries.services import delivery_redeliver
 from subscriptions.models import Subscription
 
@@ -126,3 +127,15 @@ class ReplayView(SubscriptionDeliveriesMixin, generics.GenericAPIView):
         )  # fmt: skip
         body = {"events": result.events, "dry_run": result.dry_run, "since": data["since"], "until": data["until"]}
         return Response(body, status=status.HTTP_200_OK if result.dry_run else status.HTTP_202_ACCEPTED)
+
+
+class SubscriptionStatsView(SubscriptionDeliveriesMixin, generics.GenericAPIView):
+    """A subscription's health: the last hour's and day's deliveries and durations, its last success and failure,
+    its run of failures and how near disabling is, its probe. Costs the same however long the history."""
+
+    serializer_class = SubscriptionStatsSerializer
+    read_scope = "events:read"
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        report = subscription_health_report(self.get_subscription(), now=timezone.now())
+        return Response(SubscriptionStatsSerializer(report).data)

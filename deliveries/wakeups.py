@@ -23,3 +23,15 @@ def wake_delivery_workers(count: int = 1) -> None:
         except Exception:  # noqa: BLE001 - broker down: the beat sweep and the relay's poll recover
             logger.warning("Could not reach the broker to wake delivery workers; the sweep will catch up.")
             return
+
+
+def wake_delivery_workers_later(seconds: float) -> None:
+    """Asks one worker to claim again in ``seconds``: for deliveries a claim put back to respect their
+    subscription's limits (``deliveries/limits.py``), which fall due before the next sweep would notice them.
+    Never raises: the sweep is the fallback."""
+    from deliveries.tasks import deliver_due
+
+    try:
+        deliver_due.apply_async(countdown=seconds, retry=False)
+    except Exception:  # noqa: BLE001 - broker down: the beat sweep catches up
+        logger.warning("Could not reach the broker to wake delivery workers; the sweep will catch up.")

@@ -12,10 +12,11 @@ from typing import Any
 
 from celery import Celery
 from celery import platforms as celery_platforms
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
 from django.db import close_old_connections
 from kombu.transport import redis as kombu_redis
 
+from sapien.core import tracing
 from sapien.core.context import bind_context, clear_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
@@ -90,6 +91,7 @@ app.conf.beat_schedule = {
     "deliver-due-sweep": {"task": "deliveries.sweep_due", "schedule": 1.0},
     "availability-timers": {"task": "availability.run_timers", "schedule": 1.0},
     "retention-purge": {"task": "deliveries.purge_expired", "schedule": 300.0},
+    "subscription-probes": {"task": "deliveries.probe_disabled", "schedule": 15.0},
 }
 
 
@@ -110,3 +112,14 @@ def _check_database_connection(**kwargs: Any) -> None:
 @task_postrun.connect
 def _clear_task_context(**kwargs: Any) -> None:
     clear_context()
+
+
+@worker_process_init.connect
+def _start_tracing(**kwargs: Any) -> None:
+    """Each worker child sets tracing up once forked, when configured (``sapien.core.tracing``)."""
+    tracing.start(service="worker")
+
+
+@worker_process_shutdown.connect
+def _flush_traces(**kwargs: Any) -> None:
+    tracing.flush()

@@ -21,6 +21,7 @@ from typing import Any
 
 from gunicorn import glogging
 
+from sapien.core import tracing
 from sapien.core.logging import RedactCredentialsFilter
 
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
@@ -49,6 +50,16 @@ class RedactingLogger(glogging.Logger):
 logger_class = RedactingLogger
 
 preload_app = True
+tracing.keep_opentelemetry_out_unless_configured()  # before the application (and redis-py) loads
+# The master loads the application (and with it tracing's instrumentations, when configured); each worker sets
+# tracing's SDK up once forked (``post_fork``), since its export thread would not survive the fork.
+tracing.defer_start_to_fork()
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each worker, once forked: tracing, when configured (without preload, the worker's own load starts it)."""
+    if server.cfg.preload_app:
+        tracing.start(service="web")
 
 
 def when_ready(server: Any) -> None:

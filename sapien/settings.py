@@ -15,6 +15,9 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from sapien.core.egress_proxy import parse_egress_proxy_url
+from sapien.core.tracing import configured as tracing_configured
+
 # Lets the admin and querysets take type parameters at run time (``ModelAdmin[Person]``).
 django_stubs_ext.monkeypatch()
 
@@ -69,6 +72,7 @@ DEBUG = env_bool("DEBUG", False)
 # Public (it is in the repository): ``check --deploy`` refuses it, and every process warns at start when DEBUG is off.
 DEVELOPMENT_SECRET_KEY = "sapien-insecure-development-key-change-me-in-production"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+
 
 def default_allowed_hosts() -> str:
     """What the server answers to when ``ALLOWED_HOSTS`` is unset: loopback and the host of ``ESL_PUBLIC_URL``.
@@ -153,6 +157,10 @@ DATABASES = {
 }
 # Every API write is one transaction: the change and its outbox event commit together.
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
+# No JIT compilation: every statement here is short, and a cost estimate inflated by many partitions or a long
+# backlog would otherwise pay hundreds of milliseconds compiling a claim that runs in a few.
+_DATABASE_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+_DATABASE_OPTIONS["options"] = f"-c jit=off {_DATABASE_OPTIONS.get('options', '')}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Request throttling counts in this cache: Redis shares the counts between processes.
@@ -214,6 +222,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "sapien.core.schema.add_error_responses",
+        "sapien.core.schema.add_idempotency_key_header",
+        "sapien.events.schemas.openapi.add_event_components",
     ],
     "ENUM_NAME_OVERRIDES": {
         "PersonStatusEnum": "sapien.entities.models.PersonStatus",
@@ -324,6 +334,8 @@ if ESL_MAX_PAYLOAD_SIZE < 16384:  # deliveries.payload.MIN_PAYLOAD_SIZE: below i
 ESL_BLOB_STORAGE_URL = env_str("ESL_BLOB_STORAGE_URL", "")
 ESL_SIGNATURE_ALGORITHM = env_str("ESL_SIGNATURE_ALGORITHM", "sha256")
 ESL_RETENTION_HOURS = env_duration("ESL_RETENTION_HOURS", 24, unit="h")
+# How long the answer to a POST or PATCH sent with an Idempotency-Key is replayed (sapien.core.idempotency).
+ESL_IDEMPOTENCY_HOURS = env_duration("ESL_IDEMPOTENCY_HOURS", 24, unit="h")
 ESL_ALLOW_PRIVATE_CALLBACKS = env_bool("ESL_ALLOW_PRIVATE_CALLBACKS", False)
 # Addresses or networks never called back, beside subscriptions.internal_addresses' built-in list.
 ESL_CALLBACK_DENYLIST = env_list("ESL_CALLBACK_DENYLIST", "")
@@ -335,11 +347,32 @@ ESL_SECRET_ROTATION_GRACE_SECONDS = env_duration("ESL_SECRET_ROTATION_GRACE", 86
 # A subscription is disabled after this many deliveries failed in a row, failing for at least this long.
 ESL_DISABLE_AFTER_FAILURES = env_int("ESL_DISABLE_AFTER_FAILURES", 20)
 ESL_DISABLE_AFTER_SECONDS = env_duration("ESL_DISABLE_AFTER_SECONDS", 86400)
+# system.subscription.failing once a run of failed deliveries reaches this share of ESL_DISABLE_AFTER_FAILURES.
+try:
+    ESL_FAILING_NOTICE_SHARE = float(env_str("ESL_FAILING_NOTICE_SHARE", "0.5"))
+except ValueError:
+    ESL_FAILING_NOTICE_SHARE = math.nan
+if not 0 < ESL_FAILING_NOTICE_SHARE <= 1:
+    raise ImproperlyConfigured("ESL_FAILING_NOTICE_SHARE must be a number above 0 and at most 1, e.g. 0.5.")
+# The half-open probe of a disabled subscription that opted in: a signed system.ping this long after the
+# disabling, then at doubling intervals up to the maximum.
+ESL_PROBE_MIN_INTERVAL_SECONDS = env_duration("ESL_PROBE_MIN_INTERVAL", 60)
+ESL_PROBE_MAX_INTERVAL_SECONDS = env_duration("ESL_PROBE_MAX_INTERVAL", 3600)
 ESL_CONNECT_TIMEOUT_SECONDS = env_duration("ESL_CONNECT_TIMEOUT", 5)
 ESL_READ_TIMEOUT_SECONDS = env_duration("ESL_READ_TIMEOUT", 10)
+# Every delivery goes out through this HTTP forward proxy (docs/operations.md, "An egress proxy"); empty: directly.
+ESL_EGRESS_PROXY_URL = env_str("ESL_EGRESS_PROXY_URL", "").strip()
+try:
+    parse_egress_proxy_url(ESL_EGRESS_PROXY_URL)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ESL_EGRESS_PROXY_URL: {exc}") from None  # never the URL: it may hold a password
 ESL_PUBLIC_URL = env_str("ESL_PUBLIC_URL", "http://localhost:8080").rstrip("/")
 ESL_DELIVERY_BATCH_SIZE = env_int("ESL_DELIVERY_BATCH_SIZE", 200)
 ESL_DELIVERY_CONCURRENCY = env_int("ESL_DELIVERY_CONCURRENCY", 32)
+# A subscription without a max_in_flight of its own has at most this many deliveries in flight (deliveries/limits.py).
+ESL_DEFAULT_MAX_IN_FLIGHT = env_int("ESL_DEFAULT_MAX_IN_FLIGHT", 100)
+if ESL_DEFAULT_MAX_IN_FLIGHT < 1:
+    raise ImproperlyConfigured("ESL_DEFAULT_MAX_IN_FLIGHT must be at least 1.")
 ESL_RELAY_BATCH_SIZE = env_int("ESL_RELAY_BATCH_SIZE", 500)
 ESL_RELAY_POLL_SECONDS = env_duration("ESL_RELAY_POLL_SECONDS", 1)
 RATE_LIMIT_EVENTS_HOUR = env_int("RATE_LIMIT_EVENTS_HOUR", 10000)
@@ -374,3 +407,6 @@ ESL_CLAIM_LEASE_MARGIN_SECONDS = env_duration("ESL_CLAIM_LEASE_MARGIN_SECONDS", 
 ESL_METRICS_TOKEN = env_str("ESL_METRICS_TOKEN", "")
 # Counters and quota gauges by organization too: about 30 series more per organization (docs/operations.md).
 ESL_METRICS_PER_ORGANIZATION = env_bool("ESL_METRICS_PER_ORGANIZATION", False)
+# OpenTelemetry traces (docs/operations.md, "Traces"): on when an OTLP endpoint is named, or with ESL_OTEL_ENABLED
+# (the OTEL_* variables then configure the exporter); OTEL_SDK_DISABLED turns them off whatever else is set.
+ESL_OTEL_ENABLED = tracing_configured(os.environ)

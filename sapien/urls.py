@@ -6,10 +6,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 import sapien.core.schema  # noqa: F401 - registers the OpenAPI extension for the schema views below
 from deliveries.metrics import metrics_view
-from sapien.core import oauth_views
+from sapien.core import idempotent_requests, oauth_views
 from sapien.core.errors import json_error_view
 from sapien.core.health import health_view
 from sapien.events.selectors import outbox_health
+
+# Every POST and PATCH of the API honours Idempotency-Key, in the request's transaction: installed on DRF's
+# APIView by the URLconf, which only the web process loads.
+idempotent_requests.install()
 
 urlpatterns = [
     path("health", health_view(database_reports={"outbox": outbox_health}), name="health"),

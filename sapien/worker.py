@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-l", "--loglevel", default="INFO", help="log level (default INFO)")
     args = parser.parse_args(argv)
 
+    from sapien.core.tracing import keep_opentelemetry_out_unless_configured
+
+    keep_opentelemetry_out_unless_configured()  # before Celery imports kombu and redis
     from celery.platforms import maybe_drop_privileges
     from celery.utils.log import mlevel
     from celery.utils.nodenames import default_nodename, host_format

@@ -1,3 +1,4 @@
+import json
 from typing import Any
 
 from django import forms
@@ -8,8 +9,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from subscriptions.models import Subscription
+from subscriptions.custom_headers import InvalidHeaders, checked_headers, header_names
+from subscriptions.models import MAX_IN_FLIGHT, MAX_RATE_LIMIT_PER_SECOND, Subscription
+from subscriptions.payload_filter import InvalidFilter, checked_filter
 from subscriptions.services import generate_secret, subscription_disable, subscription_update
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never shows a value, not even the one just submitted: what it takes is secret."""
+
+    def format_value(self, value: Any) -> None:
+        return None
 
 
 class SubscriptionAdminForm(forms.ModelForm):
@@ -18,10 +28,34 @@ class SubscriptionAdminForm(forms.ModelForm):
         required=False,
         help_text="Write-only. Leave empty to keep the current secret.",
     )
+    new_headers = forms.CharField(
+        label="Headers",
+        widget=WriteOnlyTextarea(attrs={"rows": 3}),
+        required=False,
+        help_text='Write-only. A JSON object such as {"Authorization": "Bearer …"} replaces every custom header; '
+        "{} removes them all; leave empty to keep the current ones.",
+    )
+
+    filter = forms.JSONField(
+        required=False,
+        help_text='A JSON object the event must contain (PostgreSQL @>), such as {"data": {"current_status": "busy"}}. '
+        "Empty, null or {}: no filter.",
+    )
+    rate_limit_per_second = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_RATE_LIMIT_PER_SECOND,
+        help_text="At most this many deliveries start in any one second, on all workers. Empty: no limit.",
+    )  # fmt: skip
+    max_in_flight = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_IN_FLIGHT,
+        help_text="At most this many requests open at once, on all workers. Empty: ESL_DEFAULT_MAX_IN_FLIGHT.",
+    )  # fmt: skip
 
     class Meta:
         model = Subscription
-        fields = ["organization", "callback_url", "events", "secret", "active", "description", "disabled_reason"]
+        fields = [
+            "organization", "callback_url", "events", "secret", "active", "ordered", "description", "disabled_reason",
+            "rate_limit_per_second", "max_in_flight", "filter",
+        ]  # fmt: skip
 
     def clean_secret(self) -> str:
         secret: str = self.cleaned_data.get("secret") or ""
@@ -30,6 +64,28 @@ class SubscriptionAdminForm(forms.ModelForm):
         if not secret:
             return generate_secret()
         return secret
+
+    def clean_filter(self) -> dict[str, Any] | None:
+        try:
+            return checked_filter(self.cleaned_data.get("filter"))
+        except InvalidFilter as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_new_headers(self) -> dict[str, str] | None:
+        text: str = self.cleaned_data.get("new_headers") or ""
+        if not text.strip():
+            return None
+        try:
+            return checked_headers(json.loads(text))
+        except ValueError as exc:  # InvalidHeaders, or not JSON: the message never quotes a value
+            message = str(exc) if isinstance(exc, InvalidHeaders) else "Enter the headers as a JSON object."
+            raise forms.ValidationError(message) from None
+
+    def save(self, commit: bool = True) -> Subscription:
+        headers = self.cleaned_data.get("new_headers")
+        if headers is not None:
+            self.instance.headers = headers
+        return super().save(commit)
 
 
 class FailingFilter(admin.SimpleListFilter):
@@ -54,13 +110,18 @@ class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
         "callback_url", "organization", "events_list", "active", "consecutive_failures", "disabled_reason",
         "masked_secret", "deliveries_link", "created_at",
     ]  # fmt: skip
-    list_filter = ["active", "organization", FailingFilter]
+    list_filter = ["active", "ordered", "organization", FailingFilter]
     search_fields = ["callback_url", "id", "description"]
     readonly_fields = [
+        "throttled_until",
         "masked_secret",
+        "masked_headers",
         "consecutive_failures",
         "failing_since",
+        "failing_notified_at",
         "disabled_at",
+        "probe_next_at",
+        "probes_sent",
         "created_at",
         "updated_at",
     ]
@@ -92,3 +153,7 @@ class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
     @admin.display(description="secret")
     def masked_secret(self, obj: Subscription) -> str:
         return f"{obj.secret[:4]}…{'•' * 8}" if obj.secret else ""
+
+    @admin.display(description="custom headers")
+    def masked_headers(self, obj: Subscription) -> str:
+        return ", ".join(f"{name}: {'•' * 8}" for name in header_names(obj.headers)) or "none"

@@ -7,6 +7,10 @@ from django.db import models
 
 from sapien.core.models import Organization
 
+# The largest limits a subscription may set (deliveries/limits.py): beyond them, a limit protects nothing.
+MAX_RATE_LIMIT_PER_SECOND = 10_000
+MAX_IN_FLIGHT = 1_000
+
 
 class Subscription(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -55,7 +59,42 @@ class Subscription(models.Model):
             models.Index(fields=["organization", "active"], name="subscription_org_active_idx"),
             # The list's order: a page is one range of it (sapien.core.pagination).
             models.Index(fields=["organization", "-created_at", "-id"], name="subscription_org_created_idx"),
+            # The probe pass's scan: only disabled subscriptions that asked to be probed enter it.
+            models.Index(
+                fields=["probe_next_at"],
+                name="subscription_probe_due_idx",
+                condition=models.Q(active=False, probe_when_disabled=True),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.callback_url} ({', '.join(self.events)})"
+
+
+class SendState(models.Model):
+    """A subscription's live claims and recent sends, which its limits are counted against (deliveries/limits.py).
+
+    Apart from the subscription row, so that claims lock this small row, never the one the API and health
+    update. Claims, the relay and records change it only in their own statements, in subscription order.
+    A claim counts until it is recorded or its lease lapses: a worker that dies leaks nothing.
+    """
+
+    subscription = models.OneToOneField(Subscription, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    # Live claims: token, lease end and deliveries not recorded yet, one entry per claim (parallel arrays).
+    flight_tokens = ArrayField(models.UUIDField(), default=list)
+    flight_until = ArrayField(models.DateTimeField(), default=list)
+    flight_counts = ArrayField(models.IntegerField(), default=list)
+    # Under a rate limit, deliveries finished in the last second, by record: when, and how many. A delivery
+    # counts against the rate from its claim until a second after its record, so that whatever the queueing and
+    # latency between them, no more than the rate reach the receiver within any one second.
+    sent_at = ArrayField(models.DateTimeField(), default=list)
+    sent_counts = ArrayField(models.IntegerField(), default=list)
+    # How many the last claim took: the claim statement reads it back.
+    taken = models.IntegerField(default=0)
+    # The subscription's Retry-After throttle, here too: a claim reads it from the row it locks, never stale.
+    throttled_until = models.DateTimeField(null=True, blank=True)
+    # Under a rate limit, the end of the slots given to deliveries put back: the next ones are spaced after it.
+    put_back_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"send state of {self.subscription_id}"

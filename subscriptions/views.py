@@ -10,8 +10,12 @@ from rest_framework.response import Response
 from sapien.core.errors import ApplicationError
 from sapien.core.views import OrganizationScopedViewSet
 from subscriptions.models import Subscription
+from subscriptions.selectors import subscription_filter_test
 from subscriptions.serializers import (
     CreatedSubscriptionSerializer,
+    ExampleSendSerializer,
+    FilterTestResultSerializer,
+    FilterTestSerializer,
     PingSerializer,
     RotatedSecretSerializer,
     RotateSecretSerializer,
@@ -20,8 +24,8 @@ from subscriptions.serializers import (
 from subscriptions.services import (
     missed_while_disabled,
     subscription_create,
-    subscription_ping,
     subscription_rotate_secret,
+    subscription_send_example,
     subscription_update,
 )
 
@@ -32,6 +36,7 @@ class SubscriptionViewSet(OrganizationScopedViewSet):
     read_scope = "events:read"
     write_scope = "events:subscribe"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    action_scopes = {"test_filter": "events:read"}  # a POST that changes nothing
 
     @extend_schema(responses={201: CreatedSubscriptionSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -65,10 +70,30 @@ class SubscriptionViewSet(OrganizationScopedViewSet):
             {"secret": subscription.secret, "previous_secret_expires_at": subscription.previous_secret_expires_at}
         )
 
-    @extend_schema(request=None, responses={202: PingSerializer})
+    @extend_schema(request=FilterTestSerializer, responses={200: FilterTestResultSerializer})
+    @action(detail=True, methods=["post"], url_path="test-filter")
+    def test_filter(self, request: Request, pk: str | None = None) -> Response:
+        """Whether an event would pass a payload filter, decided as the relay decides it; changes nothing."""
+        subscription = self.get_object()  # first: another organization's is a 404, whatever the body
+        serializer = FilterTestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        given = serializer.validated_data
+        result = subscription_filter_test(
+            subscription=subscription,
+            payload_filter=given.get("filter", ...),
+            event=given.get("event"),
+            event_id=given.get("event_id"),
+        )
+        return Response(FilterTestResultSerializer(result).data)
+
+    @extend_schema(request=ExampleSendSerializer, responses={202: PingSerializer})
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
-        event = subscription_ping(subscription=self.get_object())
+        """Sends a type's example (``system.ping`` by default) to this subscription alone, as a real delivery."""
+        subscription = self.get_object()
+        serializer = ExampleSendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = subscription_send_example(subscription=subscription, event_type=serializer.validated_data["type"])
         if event is None:
             raise ApplicationError("Events are disabled on this server (ESL_ENABLED=false).", code="events_disabled")
         return Response({"event_id": str(event.id), "type": event.type}, status=status.HTTP_202_ACCEPTED)

@@ -148,7 +148,7 @@ def drop_one_day(
     return {
         "drop_day": ScaleFigure.of([float(dropped["seconds"])], detail=(
             f"{rows:,} deliveries, events and attempts: {statements_ms:,.1f} ms of statements, the rest its commit "
-            "(the files removed)")),
+            f"(the files removed); taken at try {dropped.get('tries', 1)} (a busy table refuses it, NOWAIT)")),
         "drop_day_stall": ScaleFigure.of([float(dropped["reader_max_seconds"])], detail=(
             f"{dropped['reads_during']} reads during the drop; the longest before it "
             f"{1000 * float(dropped['reader_max_before_seconds']):.1f} ms")),

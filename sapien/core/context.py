@@ -18,6 +18,7 @@ class EventContext:
     correlation_id: str
     triggered_by: str | None = None
     source: str = "system"
+    traceparent: str | None = None  # the W3C trace context the request came with, when valid (sapien.core.tracing)
 
 
 _current: ContextVar[EventContext | None] = ContextVar("sapien_event_context", default=None)
@@ -35,9 +36,20 @@ def current_context() -> EventContext:
     return context
 
 
-def bind_context(*, correlation_id: str | None = None, triggered_by: str | None = None, source: str = "system") -> None:
+def bind_context(
+    *,
+    correlation_id: str | None = None,
+    triggered_by: str | None = None,
+    source: str = "system",
+    traceparent: str | None = None,
+) -> None:
     _current.set(
-        EventContext(correlation_id=correlation_id or new_correlation_id(), triggered_by=triggered_by, source=source)
+        EventContext(
+            correlation_id=correlation_id or new_correlation_id(),
+            triggered_by=triggered_by,
+            source=source,
+            traceparent=traceparent,
+        )
     )
 
 

@@ -33,7 +33,7 @@ class FilterSet(django_filters.FilterSet):
         form_class: type[forms.Form] | None = cls.__dict__.get("_form_class")
         if form_class is None:
             form_class = super().get_form_class()
-            cls._form_class = form_class  # type: ignore[attr-defined]
+            cls._form_class = form_class
         return form_class
 
 

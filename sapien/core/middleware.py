@@ -19,12 +19,14 @@ from sapien.core.context import bind_actor, bind_context, clear_context, current
 from sapien.core.errors import error_body
 from sapien.core.parsers import MalformedJSON, parse_and_keep_json_body
 from sapien.core.signals import user_token_used
+from sapien.core.tracing import valid_traceparent
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    """Binds the correlation id (``X-Request-ID`` when sane, else a new one) and echoes it back."""
+    """Binds the correlation id (``X-Request-ID`` when sane, else a new one) and echoes it back; binds the request's
+    ``traceparent`` when valid (an invalid one is ignored), for its events to keep (``sapien.core.tracing``)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -32,7 +34,11 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.META.get("HTTP_X_REQUEST_ID", "")  # not request.headers, which parses every header
         source = "admin" if request.path.startswith("/admin/") else "api"
-        bind_context(correlation_id=supplied if _REQUEST_ID.match(supplied) else None, source=source)
+        bind_context(
+            correlation_id=supplied if _REQUEST_ID.match(supplied) else None,
+            source=source,
+            traceparent=valid_traceparent(request.META.get("HTTP_TRACEPARENT")),
+        )
         try:
             correlation_id = current_context().correlation_id
             response = self.get_response(request)

@@ -97,3 +97,28 @@ class TokenFailureCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count}"
+
+
+class IdempotencyRecord(models.Model):
+    """The answer to the first ``POST`` or ``PATCH`` an organization sent with one ``Idempotency-Key``.
+
+    Written in the request's own transaction (``sapien.core.idempotency``), so it commits with the write it
+    answers or not at all; its unique key is what makes a concurrent retry wait for the first request. An
+    answer can hold what a create shows once (a subscription's secret), so it is kept only
+    ``ESL_IDEMPOTENCY_HOURS`` and shown nowhere but in the replay.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=255)
+    # sha256 of the method, path, caller and body: a retry must repeat all four to be answered.
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)  # null while the first request runs
+    content_type = models.CharField(max_length=255, blank=True)
+    body = models.BinaryField(default=b"")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="core_idempotency_org_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code})"

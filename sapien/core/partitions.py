@@ -57,8 +57,7 @@ def utc_day(moment: datetime) -> date:
 def day_partitions(cursor: Any, table: str) -> list[DayPartition]:
     """The table's day partitions, oldest first (the default partition is not one)."""
     cursor.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = %s::regclass",
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
         [table],
     )
     prefix = f"{table}_p"

@@ -56,3 +56,37 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             for status, description in ERROR_STATUSES.items():
                 responses.setdefault(status, {"description": description, **reference})
     return result
+
+
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe: the first successful answer to this key is stored for ESL_IDEMPOTENCY_HOURS (24) "
+        "and returned, with Idempotent-Replayed: true, to a retry with the same method, path, caller and body, "
+        "without a second write or event. The same key with another request is a 422 idempotency_key_reused. "
+        "Per organization; 1 to 255 visible ASCII characters, e.g. a UUID."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
+def add_idempotency_key_header(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Every POST and PATCH of the API takes ``Idempotency-Key`` (postprocessing hook; sapien.core.idempotency)."""
+    reused = {
+        "description": "The Idempotency-Key was already used with a different request.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for path, path_item in result.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for method in ("post", "patch"):
+            operation = path_item.get(method)
+            if operation is None:
+                continue
+            parameters = operation.setdefault("parameters", [])
+            if not any(p.get("in") == "header" and p.get("name") == "Idempotency-Key" for p in parameters):
+                parameters.append(IDEMPOTENCY_KEY_PARAMETER)
+            operation.setdefault("responses", {}).setdefault("422", reused)
+    return result

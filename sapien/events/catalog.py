@@ -26,6 +26,13 @@ EVENT_TYPES: dict[str, str] = {
     "system.rate_limit.exceeded": "The hourly event quota is used up; deliveries wait for the next window.",
     "system.maintenance.scheduled": "A maintenance window is announced.",
     "system.subscription.disabled": "A subscription was disabled after repeated failures.",
+    "system.subscription.failing": (
+        "A subscription's run of failed deliveries reached ESL_FAILING_NOTICE_SHARE of the disabling limit; "
+        "once per episode."
+    ),
+    "system.subscription.recovered": (
+        "A subscription told it was failing succeeded again, or a disabled one answered its probe; once per episode."
+    ),
     "system.ping": "A test event sent on request.",
 }
 

@@ -16,11 +16,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sapien.core import tracing
 from sapien.core.context import current_context
 from sapien.core.transactions import assert_in_transaction
 from sapien.events.catalog import EVENT_TYPES
 from sapien.events.envelope import build_envelope, to_json
 from sapien.events.models import Event, OutboxEntry
+from sapien.events.ordering import ordering_key
 
 OUTBOX_CHANNEL = "sapien_outbox"
 
@@ -28,11 +30,11 @@ OUTBOX_CHANNEL = "sapien_outbox"
 # reads (or rewrites) the event row.
 RECORD_SQL = f"""
 WITH event AS (
-    INSERT INTO {Event._meta.db_table} (id, organization_id, type, body, created_at, recipient_id)
-    VALUES (%(id)s, %(organization_id)s, %(type)s, %(body)s, %(created_at)s, %(recipient_id)s)
+    INSERT INTO {Event._meta.db_table} (id, organization_id, type, body, created_at, recipient_id, traceparent)
+    VALUES (%(id)s, %(organization_id)s, %(type)s, %(body)s, %(created_at)s, %(recipient_id)s, %(traceparent)s)
 )
-INSERT INTO {OutboxEntry._meta.db_table} (created_at, event_id, organization_id, type, recipient_id)
-VALUES (%(created_at)s, %(id)s, %(organization_id)s, %(type)s, %(recipient_id)s)
+INSERT INTO {OutboxEntry._meta.db_table} (created_at, event_id, organization_id, type, recipient_id, ordering_key)
+VALUES (%(created_at)s, %(id)s, %(organization_id)s, %(type)s, %(recipient_id)s, %(ordering_key)s)
 """
 
 
@@ -113,7 +115,11 @@ def record_prebuilt_event(
     occurred_at: Any = None,
     recipient_id: uuid.UUID | None = None,
 ) -> Event | None:
-    """Inserts an event whose body another schema dictates (``user.availability.update``)."""
+    """Inserts an event whose body another schema dictates (``user.availability.update``).
+
+    The event keeps the trace context it was recorded in (``sapien.core.tracing``): with tracing on, the span of
+    this write, so that its deliveries' attempts continue that trace; off, the request's valid ``traceparent``.
+    """
     assert_in_transaction("record_event")
     if not settings.ESL_ENABLED:
         return None
@@ -125,11 +131,14 @@ def record_prebuilt_event(
         created_at=occurred_at or timezone.now(),
         recipient_id=recipient_id,
     )
-    with connection.cursor() as cursor:
+    span = tracing.span("sapien.outbox.record", {"sapien.event.id": str(event_id), "sapien.event.type": event_type})
+    with span, connection.cursor() as cursor:
+        event.traceparent = tracing.current_traceparent()  # this write's span, when tracing is on
         cursor.execute(
             RECORD_SQL,
             {"id": event.id, "organization_id": event.organization_id, "type": event.type, "body": event.body,
-             "created_at": event.created_at, "recipient_id": event.recipient_id},
+             "created_at": event.created_at, "recipient_id": event.recipient_id, "traceparent": event.traceparent,
+             "ordering_key": ordering_key(event_type, body.get("data"))},
         )  # fmt: skip
     event._state.adding = False
     event._state.db = connection.alias

@@ -1,5 +1,6 @@
 """Reading the event history (the retention window)."""
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,21 +24,31 @@ def events_of(organization: Any) -> QuerySet[Event]:
     )
 
 
+def body_as_jsonb_sql(body: str) -> str:
+    """SQL: an event's JSON text ``body`` as ``jsonb``, or NULL when it has the text ``\\u0000``: ``jsonb``
+    refuses NUL, and one such event must never fail a whole statement (the relay's batch)."""
+    return f"CASE WHEN strpos({body}, '\\u0000') = 0 THEN ({body})::jsonb END"
+
+
 MATCHING_COUNT_SQL = """
 SELECT count(*) FROM events_event e
 WHERE e.organization_id = %(organization)s AND e.recipient_id IS NULL
   AND e.created_at >= %(since)s AND e.created_at < %(until)s AND e.created_at >= %(retention)s
   AND {matches}
-""".format(matches=patterns_match_sql("%(patterns)s::text[]", "e.type"))
+  AND (%(contains)s::jsonb IS NULL OR {body} @> %(contains)s::jsonb)
+""".format(matches=patterns_match_sql("%(patterns)s::text[]", "e.type"), body=body_as_jsonb_sql("e.body"))
 
 
-def count_matching_events(*, organization_id: Any, patterns: list[str], since: datetime, until: datetime) -> int:
-    """How many events of a time range a subscription with ``patterns`` would have received."""
+def count_matching_events(
+    *, organization_id: Any, patterns: list[str], since: datetime, until: datetime, contains: Any = None
+) -> int:
+    """How many events of a time range a subscription with ``patterns`` would have received; with ``contains``
+    (a JSON document), only those whose body contains it (``jsonb @>``)."""
     with connection.cursor() as cursor:
         cursor.execute(
             MATCHING_COUNT_SQL,
             {"organization": organization_id, "patterns": patterns, "since": since, "until": until,
-             "retention": retention_start()},
+             "retention": retention_start(), "contains": None if contains is None else json.dumps(contains)},
         )  # fmt: skip
         row = cursor.fetchone()
     return int(row[0]) if row else 0

@@ -261,7 +261,10 @@ REQUIRED = ["This field is required."]
         ([{"days_of_week": [2]}], {"0": {"start_time": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
         ([{k: v for k, v in RULES[0].items() if k != "status"}], {"0": {"status": REQUIRED}}),
         ([{}], {"0": {"days_of_week": REQUIRED, "start_time": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
-        ([RULES[0], {"start_time": "10:00"}], {"1": {"days_of_week": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}}),
+        (
+            [RULES[0], {"start_time": "10:00"}],
+            {"1": {"days_of_week": REQUIRED, "end_time": REQUIRED, "status": REQUIRED}},
+        ),
     ],
 )
 def test_a_patch_gives_every_rule_whole(me_api, user, rules: list, details: dict) -> None:

@@ -585,7 +585,10 @@ def test_the_schema_shows_the_cursor_shape_on_every_list() -> None:
         path: operation
         for path, operations in schema["paths"].items()
         for method, operation in operations.items()
-        if method == "get" and operation["operationId"].endswith("_list")
+        if method == "get"
+        and operation["operationId"].endswith("_list")
+        # The event-type catalog is one bounded page, the list's shape with no cursor (docs/api.md).
+        and path != "/api/v1/event-types/"
     }
 
     assert sorted(paginated) == [

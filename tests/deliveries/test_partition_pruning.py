@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from deliveries.claims import CLAIM_SQL, HANDED_SQL
 from deliveries.handoff import HandedBatch
+from deliveries.limits import claim_limit_parameters
 from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import RELAY_SQL, relay_parameters, relay_pending
 from deliveries.selectors import deliveries_of, with_events_and_attempts
@@ -70,8 +71,21 @@ def test_the_relay_reads_and_writes_no_event_row(organization, subscription) -> 
 
     plan = analyzed_plan(RELAY_SQL, relay_parameters(batch_size=100, hand=True))
 
-    assert "events_event" not in plan  # the outbox entries carry what fan-out needs
+    assert partitions_read(plan, "events_event") == set()  # the outbox entries carry what fan-out needs
     assert "on events_outbox" in plan
+
+
+def test_with_a_payload_filter_the_relay_reads_event_rows_of_their_day_only(organization, subscription) -> None:
+    Subscription.objects.create(organization=organization, callback_url="https://hooks.example.com/",
+                                events=["person.*"], secret="s" * 20, filter={"type": "person.created"})  # fmt: skip
+    record(organization)
+
+    plan = analyzed_plan(RELAY_SQL, relay_parameters(batch_size=100, hand=True))
+
+    bodies = section(plan, "CTE filter_bodies", "CTE fanned")
+    assert partitions_read(bodies, "events_event") == {partition_name("events_event", TODAY)}
+    assert "Seq Scan" not in bodies
+    assert partitions_read(plan.replace(bodies, ""), "events_event") == set()  # only the filters read them
 
 
 def test_a_handed_batch_is_read_from_its_days_partitions_only(organization, subscription) -> None:
@@ -93,7 +107,7 @@ def test_the_claim_updates_only_the_partition_of_the_deliveries_it_claimed(organ
     record(organization)
     relay_pending(batch_size=100)
 
-    plan = analyzed_plan(CLAIM_SQL, {"batch": 100, "token": uuid.uuid4(), "lease": 30})
+    plan = analyzed_plan(CLAIM_SQL, {"batch": 100, "token": uuid.uuid4(), "lease": 30, **claim_limit_parameters()})
 
     claimed, events = section(plan, "CTE claimed", "CTE events"), plan.split("CTE events")[1]
     assert partitions_read(claimed, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}

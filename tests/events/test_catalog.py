@@ -6,7 +6,9 @@ from django.db import connection
 from sapien.events.catalog import EVENT_TYPES, families, pattern_matches, patterns_match_sql
 
 # Every pattern a subscription may hold, and spellings near them that must match nothing more than they say.
-PATTERNS = sorted({"*", *EVENT_TYPES, *families(), "person", "person.", "*.created", "person.**", ".*", "", "system.rate_limit.*"})
+PATTERNS = sorted(
+    {"*", *EVENT_TYPES, *families(), "person", "person.", "*.created", "person.**", ".*", "", "system.rate_limit.*"}
+)
 # Every type emitted, and types that a sloppy prefix rule would let through.
 EVENT_TYPE_CASES = sorted({*EVENT_TYPES, "personal.created", "person", "person.", "system.rate_limit", "x.y.z"})
 

@@ -151,7 +151,26 @@ RULES_BEYOND_THE_SCHEMA = [
     Refusal("Event types and patterns must name known events.", field="events", message=r"Unknown event types: .*"),
     Refusal("A callback URL must be https and safe to call.", code="invalid_callback_url"),
     Refusal("A cursor is one a next or previous link of the same list gave, signed.", code="invalid_cursor"),
+    Refusal(
+        "An Idempotency-Key names one request: generated keys repeat across requests (422, as the IETF draft says).",
+        code="idempotency_key_reused",
+    ),
     Refusal("Connection ids of OAuth sessions are reserved.", field="connection_id", message=r"Must not start with .*"),
+    Refusal(
+        "A payload filter or sample event is JSON that PostgreSQL's jsonb holds, a filter small and shallow.",
+        message=r"The (filter|event) (nests more than|is \d+ bytes|has a NUL|has a lone surrogate|has a number) .*",
+    ),
+    Refusal(
+        "Custom header names are HTTP tokens that Sapien does not set itself, and their values printable text:"
+        " OpenAPI 3.0 cannot state rules on an object's property names.",
+        field="headers",
+        message=r"(Header names must be|The header|The value of|Headers may hold|At most \d+ headers) .*",
+    ),
+    Refusal(
+        "A filter test takes exactly one of event and event_id.",
+        field="event",
+        message=r"Give either event or event_id, not both nor neither\.",
+    ),
 ]
 
 SCHEMA_GAPS = [
@@ -222,7 +241,7 @@ def explained(failure: Failure, case: Case, response: Response) -> bool:
     """Whether ``failure`` is one of the API's documented departures from its schema."""
     if isinstance(failure, AcceptedNegativeData):
         return any(leniency.applies(case, response) for leniency in LENIENCIES)
-    if isinstance(failure, RejectedPositiveData) and response.status_code == 400:
+    if isinstance(failure, RejectedPositiveData) and response.status_code in (400, 422):
         errors = list(_errors(response))
         refusals = RULES_BEYOND_THE_SCHEMA + SCHEMA_GAPS
         return bool(errors) and all(

@@ -16,7 +16,11 @@ from django.db import connection
 
 from tests.support.processes import ROOT
 
-BEFORE = [("events", "0004_drop_quota_notice_columns"), ("deliveries", "0004_blob_part"), ("subscriptions", None)]
+BEFORE = [
+    ("events", "0004_drop_quota_notice_columns"),
+    ("deliveries", "0004_blob_part"),
+    ("subscriptions", "0003_list_index_for_cursor_pages"),
+]
 
 
 @pytest.fixture

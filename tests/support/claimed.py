@@ -15,7 +15,7 @@ from subscriptions.models import Subscription
 def claimed_event(event: Event) -> ClaimedEvent:
     return ClaimedEvent(
         id=event.id, type=event.type, body=event.body, organization_id=event.organization_id,
-        created_at=event.created_at, recipient_id=event.recipient_id,
+        created_at=event.created_at, recipient_id=event.recipient_id, traceparent=event.traceparent,
     )  # fmt: skip
 
 
@@ -23,7 +23,7 @@ def claimed_subscription(subscription: Subscription) -> ClaimedSubscription:
     return ClaimedSubscription(
         id=subscription.id, callback_url=subscription.callback_url, secret=subscription.secret,
         active=subscription.active, previous_secret=subscription.previous_secret,
-        previous_secret_expires_at=subscription.previous_secret_expires_at,
+        previous_secret_expires_at=subscription.previous_secret_expires_at, headers=subscription.headers,
     )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import relay_and_wake_workers
+from sapien.core import tracing
 from sapien.events.outbox import OUTBOX_CHANNEL
 
 logger = logging.getLogger("deliveries.relay")
@@ -35,6 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.running = True
+        tracing.start(service="relay")
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         if options["once"]:
