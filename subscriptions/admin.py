@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from sapien.events.catalog import is_valid_pattern
 from subscriptions.custom_headers import InvalidHeaders, checked_headers, header_names
 from subscriptions.models import MAX_IN_FLIGHT, MAX_RATE_LIMIT_PER_SECOND, Subscription
 from subscriptions.payload_filter import InvalidFilter, checked_filter
@@ -20,6 +21,16 @@ class WriteOnlyTextarea(forms.Textarea):
 
     def format_value(self, value: Any) -> None:
         return None
+
+
+class AsciiJSONField(forms.JSONField):
+    """JSON shown with non-ASCII escaped: a value redisplayed after an error may hold a lone surrogate (written as
+    ``\\ud800``), which the page could not encode as UTF-8."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, cls=self.encoder)
 
 
 class SubscriptionAdminForm(forms.ModelForm):
@@ -36,7 +47,7 @@ class SubscriptionAdminForm(forms.ModelForm):
         "{} removes them all; leave empty to keep the current ones.",
     )
 
-    filter = forms.JSONField(
+    filter = AsciiJSONField(
         required=False,
         help_text='A JSON object the event must contain (PostgreSQL @>), such as {"data": {"current_status": "busy"}}. '
         "Empty, null or {}: no filter.",
@@ -64,6 +75,15 @@ class SubscriptionAdminForm(forms.ModelForm):
         if not secret:
             return generate_secret()
         return secret
+
+    def clean_events(self) -> list[str]:
+        """The API's rule (``SubscriptionSerializer.validate_events``): known types, families and ``*`` only."""
+        events: list[str] = self.cleaned_data.get("events") or []
+        unknown = [pattern for pattern in events if not is_valid_pattern(pattern)]
+        if unknown:
+            shown = ", ".join(repr(pattern[:64]) for pattern in unknown[:5])
+            raise forms.ValidationError(f"Unknown event types: {shown}. Separate patterns with commas.")
+        return list(dict.fromkeys(events))
 
     def clean_filter(self) -> dict[str, Any] | None:
         try:

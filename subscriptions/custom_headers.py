@@ -36,6 +36,12 @@ class InvalidHeaders(ValueError):
     pass
 
 
+def _shown(name: object) -> str:
+    """A header name as an error message quotes it: its first 64 characters, so a refusal stays small."""
+    text = repr(name)
+    return text if len(text) <= 66 else f"{text[:65]}…"
+
+
 def checked_headers(value: Any) -> dict[str, str]:
     """``value`` as headers to send, unchanged; raises ``InvalidHeaders`` with a reason that names the header
     but never its value (error messages end up in logs and responses)."""
@@ -48,21 +54,24 @@ def checked_headers(value: Any) -> dict[str, str]:
     for name, text in value.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
             raise InvalidHeaders(
-                f"Header names must be 1 to {MAX_NAME_LENGTH} letters, digits or !#$%&'*+.^_`|~- ({name!r} is not)."
+                f"Header names must be 1 to {MAX_NAME_LENGTH} letters, digits or !#$%&'*+.^_`|~- "
+                f"({_shown(name)} is not)."
             )
         lowered = name.lower()
         if lowered in RESERVED_NAMES or lowered.startswith(RESERVED_PREFIXES):
-            raise InvalidHeaders(f"The header {name!r} is reserved: Sapien sets it, or it controls the connection.")
+            raise InvalidHeaders(
+                f"The header {_shown(name)} is reserved: Sapien sets it, or it controls the connection."
+            )
         if lowered in seen:
-            raise InvalidHeaders(f"The header {name!r} is given twice (names are case-insensitive).")
+            raise InvalidHeaders(f"The header {_shown(name)} is given twice (names are case-insensitive).")
         seen.add(lowered)
         if not isinstance(text, str):
-            raise InvalidHeaders(f"The value of {name!r} must be a string.")
+            raise InvalidHeaders(f"The value of {_shown(name)} must be a string.")
         if len(text) > MAX_VALUE_LENGTH:
-            raise InvalidHeaders(f"The value of {name!r} is longer than {MAX_VALUE_LENGTH} characters.")
+            raise InvalidHeaders(f"The value of {_shown(name)} is longer than {MAX_VALUE_LENGTH} characters.")
         if not _VALUE.fullmatch(text) or text != text.strip():
             raise InvalidHeaders(
-                f"The value of {name!r} must be printable ASCII, without line breaks, control characters "
+                f"The value of {_shown(name)} must be printable ASCII, without line breaks, control characters "
                 "or leading and trailing spaces."
             )
         total += len(name) + len(text)

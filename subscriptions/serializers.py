@@ -70,6 +70,15 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID written as text: DRF would also read an integer (or true) as one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a UUID, as a string.", code="invalid")
+        return super().to_internal_value(data)
+
+
 class StrictLimitField(serializers.IntegerField):
     """A receiver limit: a JSON integer from 1 to ``max_value``, or null for none; no "5", 5.0 or true."""
 
@@ -94,6 +103,11 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Per ordering key (the user of availability and presence events, the entity of entity events), "
         "one delivery at a time, in event order; the next waits until the previous one succeeds or finally fails.",
+    )
+    probe_when_disabled = StrictBooleanField(
+        required=False,
+        help_text="While the subscription is disabled, send it a signed system.ping at a backing-off interval and "
+        "announce system.subscription.recovered when its receiver answers.",
     )
     rate_limit_per_second = StrictLimitField(
         max_value=MAX_RATE_LIMIT_PER_SECOND,
@@ -166,7 +180,7 @@ class FilterTestSerializer(serializers.Serializer):
 
     filter = PayloadFilterField(required=False, allow_null=True)
     event = SampleEventField(required=False, help_text="A sample event: the JSON body a receiver would get.")
-    event_id = serializers.UUIDField(required=False, help_text="Or a retained event of this organization.")
+    event_id = StrictUUIDField(required=False, help_text="Or a retained event of this organization.")
 
     def validate_event(self, value: Any) -> dict[str, Any]:
         try:

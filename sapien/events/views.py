@@ -96,4 +96,5 @@ class EventTypeViewSet(viewsets.ViewSet):
         try:
             return Response(event_type_entry(type))
         except KeyError:
-            raise exceptions.NotFound(f"No event type {type!r}: GET /api/v1/event-types lists them.") from None
+            shown = repr(type) if len(type) <= 64 else f"{type[:64]!r}…"
+            raise exceptions.NotFound(f"No event type {shown}: GET /api/v1/event-types lists them.") from None

@@ -91,7 +91,7 @@ def test_probe_when_disabled_can_be_changed_but_its_state_cannot(api: APIClient)
     assert (stored.probe_when_disabled, stored.probes_sent, stored.probe_next_at) == (True, 0, None)
 
 
-@pytest.mark.parametrize("value", ["maybe", 2, None, [True]])
+@pytest.mark.parametrize("value", ["maybe", 2, None, [True], 1, 0, "true", "yes", "off"])
 def test_a_bad_probe_setting_is_refused_and_changes_nothing(api: APIClient, value) -> None:
     subscription = create(api)
 

@@ -269,3 +269,12 @@ def test_headers_go_with_every_attempt_and_no_log_line_carries_a_value(organizat
         assert "must-stay-hidden" not in record.getMessage()
         assert "must-stay-hidden" not in json.dumps(record.__dict__, default=str)
     assert "must-stay-hidden" not in repr(claimed_subscription(subscription))
+
+
+def test_a_refusal_quotes_at_most_the_start_of_a_long_header_name(api: APIClient) -> None:
+    response = create(api, headers={"X-" + "n" * 10_000: "v"})
+
+    assert response.status_code == 400
+    reason = response.json()["error"]["details"]["headers"][0]
+    assert reason.startswith("Header names must be")
+    assert len(reason) < 200

@@ -224,6 +224,8 @@ def test_a_read_scope_is_enough_to_test_a_filter(api: APIClient, make_api, organ
         ({"event": {}, "filter": [1]}, "filter", "A filter is a JSON object, not an array."),
         ({"event": {}, "filter": nested(MAX_FILTER_DEPTH + 1)}, "filter", "arrays or objects."),
         ({"event_id": "not-a-uuid"}, "event_id", "Must be a valid UUID."),
+        ({"event_id": 123}, "event_id", "Must be a UUID, as a string."),
+        ({"event_id": True}, "event_id", "Must be a UUID, as a string."),
     ],
 )
 def test_a_bad_filter_test_is_refused_with_the_reason(api: APIClient, body, field: str, reason: str) -> None:
@@ -290,6 +292,8 @@ def test_the_admin_shows_sets_and_clears_the_filter(admin_client, organization) 
         ('{"a": NaN}', "The filter has a number JSON cannot write (nan)."),
         (json.dumps(nested(MAX_FILTER_DEPTH + 1)), f"The filter nests more than {MAX_FILTER_DEPTH} arrays or objects."),
         ('{"a": "\\u0000"}', "The filter has a NUL character (\\u0000), which PostgreSQL cannot store."),
+        # Redisplayed escaped: the page could not encode the lone surrogate itself.
+        ('{"a": "\\ud800"}', "The filter has a lone surrogate (such as \\ud800)"),
     ],
 )
 def test_the_admin_refuses_a_bad_filter_and_changes_nothing(admin_client, organization, text, reason) -> None:
@@ -303,3 +307,18 @@ def test_the_admin_refuses_a_bad_filter_and_changes_nothing(admin_client, organi
     assert reason in response.content.decode().replace("&#x27;", "'")
     subscription.refresh_from_db()
     assert subscription.filter == BUSY
+
+
+@pytest.mark.parametrize("events", ["nope", "person.*,nope", '["nope"]'])
+def test_the_admin_refuses_unknown_event_types_as_the_api_does(admin_client, organization, events) -> None:
+    subscription = subscription_create(organization=organization, callback_url=URL, events=["*"])
+
+    response = admin_client.post(
+        f"/admin/subscriptions/subscription/{subscription.pk}/change/",
+        {**admin_form(subscription, ""), "events": events},
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "Unknown event types: " in response.content.decode()
+    subscription.refresh_from_db()
+    assert subscription.events == ["*"]
