@@ -12,8 +12,9 @@ organization and leaves its rows behind):
   one-second windows and over any one-second window (sliding), and every subscription's rate.
 - **claim**: in this process, the claim statement of ``--batch`` deliveries over ``--subs`` subscriptions, timed
   around ``execute`` and ``fetchall``, ``--repeats`` times each, interleaved: without the limits' CTEs (the
-  claim as it was), with only the default cap, and with a rate limit and a cap on every subscription (none
-  binding, so each takes the same deliveries); and, apart, with one subscription's backlog held back by its rate
+  claim as it was, through Django's cursor; and prepared), with only the default cap, and with a rate limit and a
+  cap on every subscription (none binding, so each takes the same deliveries), both prepared as ``claim_due``
+  prepares them (``sapien/core/prepared.py``); and, apart, with one subscription's backlog held back by its rate
   at the head of the queue (the put-back's cost). Medians, and the ratios to the claim without limits.
 
 Prints a table and writes every figure to ``bench/results/<timestamp>-receiver-limits.json``.
@@ -22,6 +23,7 @@ Prints a table and writes every figure to ``bench/results/<timestamp>-receiver-l
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -213,7 +215,7 @@ def timeline(times: list[float], *, start: float, attempts: list[float]) -> dict
     tenths: dict[int, int] = {}
     for at in ordered:
         tenths[int((at - start) * 10)] = tenths.get(int((at - start) * 10), 0) + 1
-    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False) if b - a > 0.2]
+    gaps = [b - a for a, b in itertools.pairwise(ordered) if b - a > 0.2]
     lags = sorted(b - a for a, b in zip(attempts, ordered, strict=False))
     return {
         "per_tenth": [tenths.get(i, 0) for i in range(int((ordered[-1] - start) * 10) + 1)] if ordered else [],
@@ -248,6 +250,7 @@ def claim_phase(args: argparse.Namespace) -> dict[str, Any]:
     from deliveries.limits import CLAIM_LIMITS_SQL, claim_limit_parameters
     from deliveries.relay import relay_pending
     from sapien.core.models import Organization
+    from sapien.core.prepared import prepared_cursor
     from subscriptions.models import SendState, Subscription
 
     without_limits = (
@@ -287,20 +290,22 @@ def claim_phase(args: argparse.Namespace) -> dict[str, Any]:
             put_back_until=None,
         )
 
-    def claim_once(sql: str) -> tuple[float, int]:
+    def claim_once(sql: str, prepared: bool = True) -> tuple[float, int]:
+        """One claim, through a prepared statement as ``claim_due`` does, or through Django's cursor as before."""
         token = uuid.uuid4()
         parameters = {"batch": args.batch, "token": token, "lease": claims.claim_lease_seconds(args.batch),
                       **claim_limit_parameters()}  # fmt: skip
-        with connection.cursor() as cursor:
+        with prepared_cursor() if prepared else connection.cursor() as cursor:
             started = time.perf_counter()
             cursor.execute(sql, parameters)
             rows = cursor.fetchall()
             return time.perf_counter() - started, len(rows)
 
-    variants = {
-        "without_limits": (without_limits, None, None),
-        "default_cap": (claims.CLAIM_SQL, None, None),
-        "rate_and_cap": (claims.CLAIM_SQL, 10_000, 1_000),
+    variants = {  # the claim without limits as it was (unprepared), and the others prepared, as claim_due's
+        "without_limits": (without_limits, None, None, False),
+        "without_limits_prepared": (without_limits, None, None, True),
+        "default_cap": (claims.CLAIM_SQL, None, None, True),
+        "rate_and_cap": (claims.CLAIM_SQL, 10_000, 1_000, True),
     }
     timings: dict[str, list[float]] = {name: [] for name in variants}
     claimed: dict[str, set[int]] = {name: set() for name in variants}
@@ -310,9 +315,9 @@ def claim_phase(args: argparse.Namespace) -> dict[str, Any]:
     for repeat in range(args.repeats + 2):  # the first two warm up
         random.Random(repeat).shuffle(order)  # no variant always first after a reset
         for name in order:
-            sql, rate, cap = variants[name]
+            sql, rate, cap, prepared = variants[name]
             reset(rate=rate, cap=cap)
-            seconds, count = claim_once(sql)
+            seconds, count = claim_once(sql, prepared)
             claimed[name].add(count)
             if repeat >= 2:
                 timings[name].append(seconds)

@@ -11,6 +11,7 @@ import time
 import uuid
 from concurrent.futures import ALL_COMPLETED, wait
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -31,8 +32,9 @@ from sapien.core.transactions import assert_no_transaction
 # How often a worker records finished sends and claims the room they free while others are still in flight.
 RECORD_SLICE_SECONDS = 0.05
 # How long after the room of deliveries held back by their limits comes back a worker is woken to claim them: the
-# claim statement's own latency, so that it does not come a moment too early.
-WAKE_MARGIN_SECONDS = 0.02
+# record's latency (the database counts from its own clock, a little later), so that it does not come too early
+# and find no room.
+WAKE_MARGIN_SECONDS = 0.05
 # How long a task waits for sends still in flight once it stopped claiming, before leaving them to the
 # process's straggler recorder and returning.
 STRAGGLER_SECONDS = 0.1
@@ -49,11 +51,13 @@ def record_finished(finished: InFlight) -> None:
     if any(outcome.delivery.subscription.ordered and outcome.status != DeliveryStatus.PENDING
            for outcomes in by_claim.values() for outcome in outcomes):  # fmt: skip
         wake_delivery_workers(1)  # an ordered key's next delivery is due now, and nothing else would wake for it
-    starts = [
-        future.result().started_at for future, (delivery, _) in finished.items() if delivery.subscription.rate_limited
+    answers = [
+        future.result().started_at + timedelta(milliseconds=future.result().duration_ms + 1)
+        for future, (delivery, _) in finished.items()
+        if delivery.subscription.rate_limited
     ]
-    if starts:  # their room comes back a second after their sends started (deliveries/limits.py)
-        room_in = RATE_WINDOW_SECONDS - (now - max(starts)).total_seconds()
+    if answers:  # their room comes back a second after their answers (deliveries/limits.py)
+        room_in = RATE_WINDOW_SECONDS - (now - max(answers)).total_seconds()
         wake_delivery_workers_later(max(room_in, 0.0) + WAKE_MARGIN_SECONDS)
 
 

@@ -4,26 +4,30 @@ Enforced where deliveries are taken, set-based, for every worker on every host a
 
 - **The claim** (``deliveries/claims.py``) counts what it found due per subscription, then takes each
   subscription's allowance in one ``INSERT … ON CONFLICT DO UPDATE`` of its ``subscriptions_sendstate`` row:
-  ``allowance = min(wanted, max_in_flight - in flight, rate_limit_per_second - in flight - sends started within
+  ``allowance = min(wanted, max_in_flight - in flight, rate_limit_per_second - in flight - sends answered within
   the last second)``, 0 while ``throttled_until`` is ahead. The row is locked in subscription order and computed
   from its latest version, so concurrent claims never both spend the same room. The deliveries ranked past the allowance
   (``ROW_NUMBER() OVER (PARTITION BY subscription)``) are not claimed but put back later, out of the other
   subscriptions' way: until the throttle ends; under a rate limit, in a queue after those put back before
   (``put_back_until`` moves on by ``1/rate`` for each), ``rate`` of them due at once each second from when the
-  window next has room (``room_at``), so a backlog comes due as fast as it may be sent and no sooner; else
-  ``DEFER_SECONDS``. The claim tells its worker when to claim again for them (``held``).
+  window next has room (``room_at``), so a backlog comes due as fast as it may be sent and no sooner; but while
+  the window is full (nothing taken), the oldest stay due, first in line for its room; else ``DEFER_SECONDS``.
+  The claim tells its worker when to claim again for them (``held``).
 - **The relay** (``deliveries/relay.py``) births claimed only deliveries of subscriptions without a limit of their
   own and not throttled, within the default cap, and counts them on the same row.
 - **The record** of outcomes (``deliveries/claims.py``) gives each claim's room back.
 
 Under a rate limit a delivery counts from its claim while it is in flight, then until ``RATE_WINDOW_SECONDS``
-after its send started (the latest start of those its worker recorded together, at most one record slice apart):
-of any deliveries whose sends start within one second, the last claimed was claimed while all the others counted,
-so at most ``rate`` sends start within any one second, however long they queued before or their answers took.
-A receiver sees them arrive a connection's setup after they start. The start is the worker's ``started_at``
+after its answer (the latest answer of those its worker recorded together, within one record slice): a request
+reaches the receiver between its claim and its answer, so of any requests that reach it within one second, the
+last claimed was claimed while all the others still counted, and at most ``rate`` of them do, however long they
+queued before their send or took to connect. The answer's time is the worker's (``started_at`` and the duration)
 carried over to the database's clock by how long before the record it was, so workers' clocks need not agree.
-The throughput is ``rate`` less the wait between a claim and its sends (the sending threads' queue) and the
-wake-up's margin: 19 to 20 a second for 20 on the bench (``bench/receiver_limits.py``).
+The throughput is ``rate`` over one second plus the time from a room's return to the next sends (the wake-up,
+the claim, the sending threads' queue) plus the answers' latency.
+
+Until the first answers are recorded nothing tells when the window has room: the worker that records them wakes
+a worker then (``deliveries/dispatch.py``); after, the claim itself says when (``held``).
 
 In flight is kept per claim (token, lease end, deliveries not recorded yet), so a claim whose worker died stops
 counting when its lease lapses, exactly when its deliveries become claimable again: nothing leaks. A claim cleared
@@ -42,7 +46,7 @@ from subscriptions.models import SendState
 
 STATE = SendState._meta.db_table
 STATE_COLUMNS = "subscription_id, taken, flight_tokens, flight_until, flight_counts, sent_at, sent_counts"
-# A delivery counts against its subscription's rate until this long after its send started.
+# A delivery counts against its subscription's rate until this long after its answer.
 RATE_WINDOW_SECONDS = 1.0
 # At the in-flight cap, how long a delivery found due is put back: room comes back as sends are recorded.
 DEFER_SECONDS = 0.5
@@ -80,7 +84,8 @@ FRESH_TAKE = _take_sql(state=None)
 LOCKED_TAKE = _take_sql(state="st")
 
 # The claim's CTEs, between ``due`` (the deliveries found due and locked: id, event_created_at, subscription_id,
-# next_attempt_at) and the update that claims ``allowed``. Parameters: %(token)s, %(lease)s, %(default_cap)s.
+# next_attempt_at) and the update that claims ``allowed``. Parameters: %(token)s, %(lease)s, %(default_cap)s,
+# %(in_line)s.
 CLAIM_LIMITS_SQL = f"""wanted AS MATERIALIZED (  -- deliveries/limits.py: what each subscription would take, its limits
     SELECT w.subscription_id, w.n, s.rate_limit_per_second AS rate,
            coalesce(s.max_in_flight, %(default_cap)s) AS cap, s.throttled_until AS throttled
@@ -96,24 +101,31 @@ CLAIM_LIMITS_SQL = f"""wanted AS MATERIALIZED (  -- deliveries/limits.py: what e
         CROSS JOIN LATERAL ({LOCKED_TAKE}) taken
         WHERE w.subscription_id = st.subscription_id
     )
-    -- room_at: when the window next has room, as sapien_send_take() computes it: when its oldest send leaves it
-    -- (a second from now, if none is recorded yet)
+    -- room_at: when the window next has room, as sapien_send_take() computes it: when its oldest recorded send
+    -- leaves it (room_known; none recorded yet: a second from now, at the soonest)
     RETURNING st.subscription_id, st.taken, st.throttled_until, st.put_back_until,
+              (SELECT min(at) FROM unnest(st.sent_at) AS at) + make_interval(secs => {RATE_WINDOW_SECONDS})
+              AS room_known,
               coalesce((SELECT min(at) FROM unnest(st.sent_at) AS at), now())
               + make_interval(secs => {RATE_WINDOW_SECONDS}) AS room_at
 ), held AS (  -- in how many seconds to claim again: when the first of those held back may go, or, under a rate
-    -- limit with a queue left, the queue's next second
+    -- limit with a queue left, the queue's next second; when the window is full of sends still open, the
+    -- record of their answers wakes a worker (deliveries/dispatch.py), not a guess that would come too early
     SELECT extract(epoch FROM min(CASE
                WHEN greatest(w.throttled, a.throttled_until) > now() THEN greatest(w.throttled, a.throttled_until)
-               WHEN w.rate IS NOT NULL THEN a.room_at
+               WHEN w.rate IS NOT NULL THEN a.room_known
                ELSE now() + make_interval(secs => {DEFER_SECONDS})
            END) - now())::float8 AS wake_in
     FROM allowance a JOIN wanted w USING (subscription_id)
     WHERE a.taken < w.n OR (w.rate IS NOT NULL AND a.taken > 0 AND a.put_back_until > a.room_at)
 ), ranked AS MATERIALIZED (
     SELECT r.id, r.past,
-           CASE  -- for those past the allowance: when they are due again
+           CASE  -- for those past the allowance: when they are due again (NULL: left as they are)
                WHEN r.throttled > now() THEN r.throttled
+               -- under a rate limit with the window full, the oldest stay due, first in line when its room
+               -- comes back (a worker is woken then): moved to the queue's end, they would miss it; a quarter of
+               -- a worker's batch at most (%(in_line)s), so as not to crowd the other subscriptions out meanwhile
+               WHEN w.rate IS NOT NULL AND a.taken = 0 AND r.past <= least(w.rate, %(in_line)s) THEN NULL
                -- under a rate limit, after those put back before (put_back_until just moved on by 1/rate
                -- each), a second's worth to each second from when the window has room: each second's comes due
                -- at once, when its room does
@@ -134,7 +146,7 @@ CLAIM_LIMITS_SQL = f"""wanted AS MATERIALIZED (  -- deliveries/limits.py: what e
 ), put_back AS (  -- the rest: later, out of the way of the other subscriptions' deliveries; by key, as claimed
     UPDATE deliveries_delivery d
     SET next_attempt_at = (SELECT r.due_again FROM ranked r WHERE r.id = d.id), updated_at = now()
-    WHERE d.id = ANY(ARRAY(SELECT id FROM ranked WHERE past > 0))
+    WHERE d.id = ANY(ARRAY(SELECT id FROM ranked WHERE past > 0 AND due_again IS NOT NULL))
       AND d.event_created_at >= (SELECT min(event_created_at) FROM due)
       AND d.event_created_at <= (SELECT max(event_created_at) FROM due)
     RETURNING d.id
@@ -142,7 +154,7 @@ CLAIM_LIMITS_SQL = f"""wanted AS MATERIALIZED (  -- deliveries/limits.py: what e
 
 
 def claim_limit_parameters() -> dict[str, int]:
-    return {"default_cap": settings.ESL_DEFAULT_MAX_IN_FLIGHT}
+    return {"default_cap": settings.ESL_DEFAULT_MAX_IN_FLIGHT, "in_line": max(settings.ESL_DELIVERY_BATCH_SIZE // 4, 1)}
 
 
 def born_claimable_sql(*, subscription: str, event: str) -> str:
@@ -176,18 +188,20 @@ def born_counted_sql(*, fanned: str) -> str:
 
 def released_sql(*, recorded: str, attempts: str) -> str:
     """A CTE body giving back the room of ``recorded``'s deliveries (rows with a subscription_id) on the claim
-    ``%(token)s``, in subscription order; under a rate limit, those sent (``attempts``: delivery_id, started_at)
-    count for the rate window from the start of the last of their sends. The proposed row carries how many were
-    recorded (``taken``) and, when rate-limited, that start and how many were sent.
+    ``%(token)s``, in subscription order; under a rate limit, those sent (``attempts``: delivery_id, started_at,
+    duration_ms) count for the rate window from the last of their answers. The proposed row carries how many were
+    recorded (``taken``) and, when rate-limited, that answer's time and how many were sent.
 
-    The start is the worker's ``started_at`` read on the database's clock: ``now()`` less how long before
-    ``%(recorded_at)s`` (the worker's clock, just before the statement) it was, so that a worker's clock
-    running behind cannot shorten the window; the statement's own latency only lengthens it."""
+    The answer's time is the worker's (``started_at`` and the duration, a millisecond more for its rounding) read
+    on the database's clock: ``now()`` less how long before ``%(recorded_at)s`` (the worker's clock, just before
+    the statement) it was, so that a worker's clock running behind cannot shorten the window; the statement's own
+    latency only lengthens it."""
     recent = _recent_finishes_sql("st.sent_at", "st.sent_counts")
     return f"""INSERT INTO {STATE} AS st ({STATE_COLUMNS})
     SELECT r.subscription_id, count(*)::int, '{{}}', '{{}}', '{{}}',
            CASE WHEN s.rate_limit_per_second IS NULL OR count(a.delivery_id) = 0 THEN '{{}}'::timestamptz[]
-                ELSE ARRAY[now() - (%(recorded_at)s::timestamptz - max(a.started_at))] END,
+                ELSE ARRAY[now() - (%(recorded_at)s::timestamptz
+                                    - max(a.started_at + make_interval(secs => (a.duration_ms + 1) / 1000.0)))] END,
            CASE WHEN s.rate_limit_per_second IS NULL OR count(a.delivery_id) = 0 THEN '{{}}'::int[]
                 ELSE ARRAY[count(a.delivery_id)::int] END
     FROM {recorded} r JOIN subscriptions_subscription s ON s.id = r.subscription_id

@@ -24,6 +24,7 @@ from deliveries.handoff import NOT_HANDING, HandedBatch, hand_parameters, hand_t
 from deliveries.limits import born_claimable_sql, born_counted_sql, claim_limit_parameters
 from deliveries.new_deliveries import BirthClaim, new_deliveries_sql
 from deliveries.ordering import born_claimable, delivery_ordering_key
+from deliveries.wakeups import wake_delivery_workers
 from sapien.core import tracing
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.envelope import isoformat_z
@@ -196,8 +197,20 @@ def announce_thresholds(counted: Counted) -> None:
 
 
 def relay_and_wake_workers() -> RelayBatch:
-    """Relays what is pending, handing each batch's deliveries to workers as soon as it commits."""
-    return relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE, hand_to=hand_to_workers)
+    """Relays what is pending, handing each batch's deliveries to workers as soon as it commits; when some were
+    born pending instead (their subscription's limits decide at the claim, deliveries/limits.py), wakes one
+    worker to claim them rather than leave them to the next sweep."""
+    handed = 0
+
+    def hand(batches: list[HandedBatch]) -> None:
+        nonlocal handed
+        handed += sum(len(batch.ids) for batch in batches)
+        hand_to_workers(batches)
+
+    result = relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE, hand_to=hand)
+    if result.deliveries > handed:
+        wake_delivery_workers(1)
+    return result
 
 
 def relay_pending(

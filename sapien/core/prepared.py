@@ -1,4 +1,4 @@
-"""Prepared statements for the few hot statements whose planning costs more than their execution.
+"""Prepared statements for the few hot statements whose planning costs as much as their execution.
 
 Django's cursors bind parameters on the client, so PostgreSQL parses and plans every statement anew. A
 cursor from ``prepared_cursor()`` binds on the server and prepares what it executes on its connection (once
@@ -9,10 +9,10 @@ Behind a connection pooler in transaction mode, prepared statements need one tha
 1.21 and later, ``max_prepared_statements``).
 """
 
-from typing import Any
+from typing import Any, Self, cast
 
+import psycopg
 from django.db import connection
-from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
 
 # psycopg prepares a statement of its own accord after this many runs: never, but for these cursors' (Django's own
@@ -20,8 +20,12 @@ from django.db.backends.utils import CursorWrapper
 NEVER_BY_ITSELF = 2**31 - 1
 
 
-class _PreparingCursor(ServerBindingCursor):
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None):  # type: ignore[no-untyped-def]
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """Binds on the server, as Django's ``ServerBindingCursor``, and prepares every statement it executes."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+    ) -> Self:
         return super().execute(query, params, prepare=True, binary=binary)
 
 
@@ -29,7 +33,8 @@ def prepared_cursor() -> CursorWrapper:
     """A cursor of the default connection whose statements are prepared on the server (see above)."""
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    if connection.connection.prepare_threshold is None:  # Django's default: psycopg then prepares nothing at all
-        connection.connection.prepare_threshold = NEVER_BY_ITSELF
-    raw = _PreparingCursor(connection.connection)
+    raw_connection = cast(psycopg.Connection[Any], connection.connection)
+    if raw_connection.prepare_threshold is None:  # Django's default: psycopg then prepares nothing at all
+        raw_connection.prepare_threshold = NEVER_BY_ITSELF
+    raw = cast(Any, _PreparingCursor(raw_connection))
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)

@@ -88,16 +88,42 @@ def test_what_a_later_claim_puts_back_is_spaced_after_what_was_put_back_before(o
     limited = subscribe(organization, rate_limit_per_second=5)
     record(organization, 8)
     relay_pending(batch_size=100)
-    assert len(claim_due(batch_size=100, token=uuid.uuid4())) == 5  # 3 put back
-    record(organization, 4)
+    token = uuid.uuid4()
+    first = claim_due(batch_size=100, token=token)
+    assert len(first) == 5  # 3 put back
+    answered = DeliveryResult(started_at=timezone.now() - timedelta(seconds=10), duration_ms=3, status_code=200)
+    record_outcomes([decide(delivery, answered, now=timezone.now()) for delivery in first], token=token)
+    record(organization, 9)
     relay_pending(batch_size=100)
 
     later = claim_due(batch_size=100, token=uuid.uuid4())
 
     assert isinstance(later, ClaimedBatch)
-    assert (len(later), later.put_back) == (0, 4)  # the five in flight fill the rate
+    assert (len(later), later.put_back) == (5, 4)  # the window is empty again: five of the nine new
     # After the first three: two more fill their second, the other two go to the next one.
     assert [round(at) for at in slots(limited)] == [0, 0, 0, 0, 0, 1, 1]
+
+
+@pytest.mark.django_db
+def test_while_the_rate_window_is_full_the_oldest_due_stay_in_line(organization) -> None:
+    limited = subscribe(organization, rate_limit_per_second=5)
+    record(organization, 5)
+    relay_pending(batch_size=100)
+    assert len(claim_due(batch_size=100, token=uuid.uuid4())) == 5
+    record(organization, 4)
+    relay_pending(batch_size=100)
+    due = dict(
+        Delivery.objects.filter(subscription=limited, claim_token__isnull=True).values_list("id", "next_attempt_at")
+    )
+
+    later = claim_due(batch_size=100, token=uuid.uuid4())
+
+    assert isinstance(later, ClaimedBatch)
+    assert (len(later), later.put_back) == (0, 0)  # the five in flight fill the rate
+    after = dict(
+        Delivery.objects.filter(subscription=limited, claim_token__isnull=True).values_list("id", "next_attempt_at")
+    )
+    assert after == due and len(due) == 4  # untouched: first in line when the room comes back
 
 
 @pytest.mark.django_db
@@ -322,3 +348,54 @@ def test_a_limited_claim_is_still_one_statement(organization, django_assert_num_
         batch = claim_due(batch_size=50, token=uuid.uuid4())
 
     assert len(batch) == 1 + 0 + 5
+
+
+@pytest.mark.django_db
+def test_a_rate_limited_send_counts_until_a_second_after_its_answer_not_its_record(organization) -> None:
+    limited = subscribe(organization, rate_limit_per_second=3)
+    record(organization, 6)
+    relay_pending(batch_size=100)
+    token = uuid.uuid4()
+    first = claim_due(batch_size=100, token=token)
+    long_ago = timezone.now() - timedelta(seconds=10)
+    answered = DeliveryResult(started_at=long_ago, duration_ms=3, status_code=200)
+    record_outcomes([decide(delivery, answered, now=timezone.now()) for delivery in first], token=token)  # late
+    make_due_again()
+
+    second = claim_due(batch_size=100, token=uuid.uuid4())
+
+    assert (taken_by(first, limited), taken_by(second, limited)) == (3, 3)
+
+
+@pytest.mark.django_db
+def test_the_claim_says_when_to_claim_again_for_what_it_put_back(organization) -> None:
+    subscribe(organization, rate_limit_per_second=2)
+    subscribe(organization, throttled_until=timezone.now() + timedelta(seconds=30))
+    record(organization, 3)
+    relay_pending(batch_size=100)
+
+    held = claim_due(batch_size=100, token=uuid.uuid4())
+
+    assert isinstance(held, ClaimedBatch)
+    assert (len(held), held.put_back) == (2, 4)
+    # The rate-limited one's window is full of sends still open: the record of their answers will wake a worker.
+    # The throttled one's throttle ends in 30 seconds (from the test transaction's start, as now() sees it).
+    assert held.wake_in is not None and 29 < held.wake_in < 31
+    again = claim_due(batch_size=100, token=uuid.uuid4())
+    assert isinstance(again, ClaimedBatch)
+    assert (len(again), again.put_back, again.wake_in) == (0, 0, None)  # nothing due, nothing put back
+
+
+@pytest.mark.django_db
+def test_the_claim_is_prepared_once_on_its_connection(organization) -> None:
+    subscribe(organization)
+    record(organization, 3)
+    relay_pending(batch_size=100)
+
+    for _ in range(3):
+        make_due_again()
+        claim_due(batch_size=100, token=uuid.uuid4())
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%WITH due AS%%'")
+        assert cursor.fetchone() == (1,)
