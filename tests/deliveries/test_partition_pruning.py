@@ -148,3 +148,22 @@ def test_the_event_history_reads_only_the_retained_days(organization, subscripti
     read = partitions_read(plan, "events_event")
     assert partition_name("events_event", first_day - timedelta(days=1)) not in read
     assert partition_name("events_event", first_day) in read
+
+
+def test_the_relay_statement_is_prepared_once_and_fans_out_the_same_under_a_generic_plan(
+    organization, subscription
+) -> None:
+    filtered = Subscription.objects.create(organization=organization, callback_url="https://hooks.example.com/",
+                                           events=["person.*"], secret="s" * 20, filter={"data": {"n": 1}})  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")  # what PostgreSQL settles on after five runs
+    for n in range(7):
+        with transaction.atomic():
+            record_event(organization_id=organization.id, event_type="person.created", data={"n": n % 2})
+        relay_pending(batch_size=100, hand_to=lambda batches: None)
+
+    assert subscription.deliveries.count() == 7
+    assert filtered.deliveries.count() == 3  # n = 1, 3, 5: the filter holds under the generic plan
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%filter_bodies AS%%'")
+        assert cursor.fetchone() == (1,)

@@ -397,5 +397,5 @@ def test_the_claim_is_prepared_once_on_its_connection(organization) -> None:
         claim_due(batch_size=100, token=uuid.uuid4())
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%WITH due AS%%'")
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%claimed_rows AS%%'")
         assert cursor.fetchone() == (1,)
