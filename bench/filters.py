@@ -21,7 +21,6 @@ table to stdout, every figure to bench/results/<timestamp>-filters.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -34,7 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ROOT, free_port
+from bench.in_process import database, setup_django
+from bench.procs import ROOT
 from bench.progress import log
 
 RESULTS = ROOT / "bench" / "results"
@@ -81,21 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="sapien-filters-"))
     os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
-    postgres = None
     try:
-        database_url = os.environ.get("DATABASE_URL")
-        if not database_url:
-            from sapien.embedded import start_postgres
-
-            log(f"starting embedded PostgreSQL in {work}")
-            postgres = start_postgres(data_dir=work / "postgres", port=free_port(), database="filters")
-            database_url = postgres.url
-        setup_django(database_url)
-        result = measure(args, database="embedded" if postgres else "DATABASE_URL", started_at=started_at)
+        with database(work, "filters") as (database_url, kind):
+            setup_django(database_url)
+            result = measure(args, database=kind, started_at=started_at)
     finally:
-        if postgres is not None:
-            with contextlib.suppress(Exception):
-                postgres.stop(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-filters.json"
@@ -103,19 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     report(result)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
-
-
-def setup_django(database_url: str) -> None:
-    """Django against ``database_url``, migrated; wake-ups go to an in-memory broker nobody reads."""
-    os.environ |= {"DATABASE_URL": database_url, "ESL_BROKER_URL": "memory://", "LOG_LEVEL": "WARNING",
-                   "DEBUG": "false"}  # fmt: skip
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    log("migrating")
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def statement_without_filters(sql: str) -> str:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.in_process import database, setup_django
 from bench.procs import HOST, ROOT, Proc, export_revision, free_port, stop_everything, wait_port
 from bench.progress import log
 from bench.results import SendPath, StageTime
@@ -105,28 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="sapien-sendpath-"))
     os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
-    postgres = None
     try:
         app_root = export_revision(args.ref, work) if args.ref else ROOT
         sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
         receiver_url = args.receiver_url or start_receiver(work)
-        database_url = os.environ.get("DATABASE_URL")
-        if not database_url:
-            from sapien.embedded import start_postgres
+        with database(work, "sendpath") as (database_url, kind):
+            setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
+            from bench.report import sendpath_report  # here: it imports sapien, which must come from the app's root
 
-            log(f"starting embedded PostgreSQL in {work}")
-            postgres = start_postgres(data_dir=work / "postgres", port=free_port(), database="sendpath")
-            database_url = postgres.url
-        setup_django(database_url)
-        from bench.report import sendpath_report  # here: it imports sapien, which must come from the app's root
-
-        result = measure(args, receiver_url, code=f"git {args.ref}" if args.ref else "working tree",
-                         database="embedded" if postgres else "DATABASE_URL", started_at=started_at)  # fmt: skip
+            result = measure(args, receiver_url, code=f"git {args.ref}" if args.ref else "working tree",
+                             database=kind, started_at=started_at)  # fmt: skip
     finally:
         stop_everything()
-        if postgres is not None:
-            with contextlib.suppress(Exception):
-                postgres.stop(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-sendpath.json"
@@ -142,24 +133,6 @@ def start_receiver(work: Path) -> str:
                     work)  # fmt: skip
     wait_port(port, 30, receiver)
     return f"http://{HOST}:{port}"
-
-
-def setup_django(database_url: str) -> None:
-    """Django against ``database_url``, migrated; wake-ups go to an in-memory broker nobody reads."""
-    os.environ |= {
-        "DATABASE_URL": database_url,
-        "ESL_BROKER_URL": "memory://",
-        "ESL_ALLOW_PRIVATE_CALLBACKS": "true",  # the receiver is on loopback
-        "LOG_LEVEL": "WARNING",
-        "DEBUG": "false",  # DEBUG would keep every query in memory
-    }
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    log("migrating")
-    call_command("migrate", verbosity=0, interactive=False)
 
 
 def measure(args: argparse.Namespace, receiver_url: str, *, code: str, database: str, started_at: datetime) -> SendPath:
