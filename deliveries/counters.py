@@ -36,13 +36,21 @@ STATUS_CLASSES = {
 
 # Column → aggregate over the rows of ``outcome_counts_sql()``: an attempt (``duration_ms`` set) or a delivery
 # whose recorded status is ``finished``.
+# Shared with the per-subscription health hours (``deliveries/health.py``): the cumulative duration histogram, and
+# the deliveries that reached a final status.
+DURATION_HISTOGRAM_COUNTS = {
+    f"duration_le_{edge}ms": f"count(*) FILTER (WHERE duration_ms <= {edge})" for edge in DURATION_BUCKETS_MS
+}
+FINAL_STATUS_COUNTS = {
+    "deliveries_succeeded": f"count(*) FILTER (WHERE finished = '{DeliveryStatus.SUCCEEDED}')",
+    "deliveries_failed": f"count(*) FILTER (WHERE finished = '{DeliveryStatus.FAILED}')",
+}
 OUTCOME_COUNTS = {
     **{f"attempts_{name}": f"count(*) FILTER (WHERE duration_ms IS NOT NULL AND {where})"
        for name, where in STATUS_CLASSES.items()},
-    **{f"duration_le_{edge}ms": f"count(*) FILTER (WHERE duration_ms <= {edge})" for edge in DURATION_BUCKETS_MS},
+    **DURATION_HISTOGRAM_COUNTS,
     "duration_ms_sum": "coalesce(sum(duration_ms), 0)",
-    "deliveries_succeeded": f"count(*) FILTER (WHERE finished = '{DeliveryStatus.SUCCEEDED}')",
-    "deliveries_failed": f"count(*) FILTER (WHERE finished = '{DeliveryStatus.FAILED}')",
+    **FINAL_STATUS_COUNTS,
 }  # fmt: skip
 
 # Column → aggregate over the rows of ``relay_counts_sql()``: a relayed event or a delivery created.

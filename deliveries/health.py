@@ -15,8 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from deliveries.counters import DURATION_BUCKETS_MS
-from deliveries.models import DeliveryStatus, SubscriptionHealthHour
+from deliveries.counters import DURATION_BUCKETS_MS, DURATION_HISTOGRAM_COUNTS, FINAL_STATUS_COUNTS
+from deliveries.models import SubscriptionHealthHour
 from subscriptions.health import disables_at_earliest, failing_notice_threshold
 from subscriptions.models import Subscription
 
@@ -29,10 +29,9 @@ FAILURE_REASON_CHARS = 500
 HEALTH_COUNTS = {
     "attempts": "count(duration_ms)",
     "attempts_failed": "count(duration_ms) FILTER (WHERE NOT succeeded)",
-    **{f"duration_le_{edge}ms": f"count(*) FILTER (WHERE duration_ms <= {edge})" for edge in DURATION_BUCKETS_MS},
+    **DURATION_HISTOGRAM_COUNTS,
     "duration_ms_max": "coalesce(max(duration_ms), 0)",
-    "deliveries_succeeded": f"count(*) FILTER (WHERE finished = '{DeliveryStatus.SUCCEEDED}')",
-    "deliveries_failed": f"count(*) FILTER (WHERE finished = '{DeliveryStatus.FAILED}')",
+    **FINAL_STATUS_COUNTS,
     "last_success_at": "max(started_at) FILTER (WHERE succeeded)",
     "last_failure_at": "max(started_at) FILTER (WHERE NOT succeeded)",
     "last_failure_status_code": "(array_agg(status_code ORDER BY started_at DESC) FILTER (WHERE NOT succeeded))[1]",
