@@ -230,7 +230,7 @@ def handed_deliveries(
 ) -> list[ClaimedDelivery]:
     """The deliveries of a batch handed over born claimed under ``token``, as a claim would return them; those
     whose claim lapsed (and may be another worker's by now) are left out."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(HANDED_SQL, {"token": token, "ids": list(ids), "since": since, "until": until})
         return claimed_from_rows(cursor.fetchall())
 
@@ -291,7 +291,7 @@ def record_outcomes(outcomes: Iterable[Outcome], *, token: uuid.UUID) -> None:
     held = throttles(outcomes, now=now)  # a 429 or 503 with Retry-After holds its whole subscription back
     # Throttled in the transaction that frees the claim's room: no claim takes that room before the throttle.
     with transaction.atomic() if touches_health or held else nullcontext():
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:  # planning it cost more than running it (sapien/core/prepared.py)
             cursor.execute(
                 RECORD_SQL,
                 {

@@ -6,18 +6,23 @@ lock); the log and the event history prune when the query is planned (their boun
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from deliveries.claims import CLAIM_SQL, HANDED_SQL
+from deliveries.claims import CLAIM_SQL, HANDED_SQL, handed_deliveries, record_outcomes
 from deliveries.handoff import HandedBatch
 from deliveries.limits import claim_limit_parameters
+from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import RELAY_SQL, relay_parameters, relay_pending
+from deliveries.retry import decide
 from deliveries.selectors import deliveries_of, with_events_and_attempts
+from deliveries.transport import DeliveryResult
 from sapien.core.partitions import partition_name
 from sapien.events.models import Event
 from sapien.events.outbox import record_event
@@ -170,3 +175,51 @@ def test_the_relay_statement_is_prepared_once_and_fans_out_the_same_under_a_gene
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%filter_bodies AS%%'")
         assert cursor.fetchone() == (1,)
+
+
+def prepared_statement(marker: str) -> tuple[str, list[str]]:
+    """The name and parameter types of the one statement prepared on this connection whose text has ``marker``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, parameter_types::text[] FROM pg_prepared_statements WHERE statement LIKE %s", [f"%{marker}%"]
+        )
+        (statement,) = cursor.fetchall()
+    return statement
+
+
+def test_a_worker_reads_and_records_a_handed_batch_with_prepared_statements_that_prune_under_a_generic_plan(
+    organization, subscription
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")  # what PostgreSQL settles on after five runs
+    for _ in range(7):
+        record(organization, 2)
+        handed_batches: list[HandedBatch] = []
+        relay_pending(batch_size=100, hand_to=handed_batches.extend)
+        (handed,) = handed_batches
+        batch = handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)
+        now = timezone.now()
+        answered = DeliveryResult(started_at=now, duration_ms=3, status_code=200)
+        record_outcomes([decide(delivery, answered, now=now) for delivery in batch], token=handed.token)
+
+    assert len(batch) == 2
+    assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 14  # recorded under a generic plan
+    assert DeliveryAttempt.objects.count() == 14
+    prepared_statement("attempts AS (")  # the record: prepared once on this connection
+    name, types = prepared_statement("AND claimed_until > now()")  # the handed read, likewise
+    record(organization, 2)
+    handed_batches.clear()
+    relay_pending(batch_size=100, hand_to=handed_batches.extend)
+    (handed,) = handed_batches
+    bounds = iter([handed.since, handed.until])  # the timestamps come in the statement's order: since, until
+    by_type: dict[str, Callable[[], Any]] = {"uuid[]": lambda: list(handed.ids), "timestamp with time zone": lambda: next(bounds),
+               "uuid": lambda: handed.token}  # fmt: skip
+    values = [by_type[kind]() for kind in types]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        placeholders = ", ".join(["%s"] * len(values))
+        cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE {name}({placeholders})", values)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Subplans Removed" in plan  # pruned when the generic plan starts, on the parameters' days
+    assert partitions_read(plan, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}
+    assert partitions_read(plan, "events_event") == {partition_name("events_event", TODAY)}
