@@ -38,6 +38,11 @@ class HandedBatch:
         return {"token": str(self.token), "ids": [str(i) for i in self.ids],
                 "since": self.since.isoformat(), "until": self.until.isoformat()}  # fmt: skip
 
+    def summary(self) -> str:
+        """How the task's arguments show in logs and monitors: the claim and the count, not every id. Given to
+        Celery, it spares each hand-over Celery's own rendering of the arguments (a third of its publish CPU)."""
+        return f"{{'token': '{self.token}', 'deliveries': {len(self.ids)}}}"
+
     @classmethod
     def from_message(cls, *, token: str, ids: list[str], since: str, until: str) -> "HandedBatch":
         return cls(
@@ -70,7 +75,7 @@ def hand_to_workers(batches: list[HandedBatch]) -> None:
 
     for index, batch in enumerate(batches):
         try:
-            deliver_claimed.apply_async(kwargs=batch.message(), retry=False)
+            deliver_claimed.apply_async(kwargs=batch.message(), retry=False, argsrepr="()", kwargsrepr=batch.summary())
         except Exception:  # noqa: BLE001 - broker down: the claims go back to the sweep
             logger.warning("Could not reach the broker to hand deliveries to workers; the sweep will send them.")
             claims_release(batches[index:])

@@ -121,6 +121,21 @@ def test_a_batch_the_broker_refuses_is_released(organization, monkeypatch) -> No
     assert set(Delivery.objects.values_list("claim_token", "attempt_count")) == {(None, 0)}
 
 
+def test_a_batch_is_published_with_a_short_summary_of_its_arguments(organization, monkeypatch) -> None:
+    subscribe(organization)
+    record(organization, 3)
+    (batch,) = relay_handing()
+    published: list[dict] = []
+    monkeypatch.setattr(tasks.deliver_claimed, "apply_async", lambda **options: published.append(options))
+
+    hand_to_workers([batch])
+
+    (options,) = published
+    assert options["kwargs"] == batch.message()
+    assert options["kwargsrepr"] == f"{{'token': '{batch.token}', 'deliveries': 3}}"  # not Celery's repr of every id
+    assert options["argsrepr"] == "()"
+
+
 def test_the_handed_message_carries_primitives_and_reads_back_equal(organization) -> None:
     subscribe(organization)
     record(organization, 2)

@@ -212,8 +212,11 @@ def test_a_worker_reads_and_records_a_handed_batch_with_prepared_statements_that
     relay_pending(batch_size=100, hand_to=handed_batches.extend)
     (handed,) = handed_batches
     bounds = iter([handed.since, handed.until])  # the timestamps come in the statement's order: since, until
-    by_type: dict[str, Callable[[], Any]] = {"uuid[]": lambda: list(handed.ids), "timestamp with time zone": lambda: next(bounds),
-               "uuid": lambda: handed.token}  # fmt: skip
+    by_type: dict[str, Callable[[], Any]] = {
+        "uuid[]": lambda: list(handed.ids),
+        "timestamp with time zone": lambda: next(bounds),
+        "uuid": lambda: handed.token,
+    }
     values = [by_type[kind]() for kind in types]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
