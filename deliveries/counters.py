@@ -84,17 +84,16 @@ def add_counts_sql(model: type[models.Model], counts: dict[str, str], rows: str)
         {added}"""
 
 
-def outcome_counts_sql(*, recorded: str) -> str:
-    """The record statement's counting: every attempt of the arrays ``a_*`` (inserted whether or not the claim
-    still held), and the deliveries of ``recorded`` (the rows the claim updated) that reached a final status."""
+def outcome_counts_sql(*, sent: str, recorded: str) -> str:
+    """The record statement's counting: every attempt of ``sent`` (inserted whether or not the claim still held;
+    rows with ``organization_id``, ``status_code`` and ``duration_ms``), and the deliveries of ``recorded`` (the
+    rows the claim updated) that reached a final status."""
     organization = counted_organization_sql("organization_id")
     return add_counts_sql(
         OutcomeCounter,
         OUTCOME_COUNTS,
         f"""
-        SELECT {organization} AS organization_id, status_code, duration_ms, NULL AS finished
-        FROM unnest(%(a_organizations)s::uuid[], %(a_codes)s::int[], %(a_durations)s::int[])
-             AS a(organization_id, status_code, duration_ms)
+        SELECT {organization} AS organization_id, status_code, duration_ms, NULL AS finished FROM {sent}
         UNION ALL
         SELECT {organization}, NULL, NULL, status FROM {recorded}
         WHERE status <> '{DeliveryStatus.PENDING}'

@@ -227,3 +227,21 @@ def test_a_claimed_delivery_is_not_due_until_its_lease_lapses(organization) -> N
     assert claim_due(batch_size=10, token=uuid.uuid4())
     assert claim_due(batch_size=10, token=uuid.uuid4()) == []
     assert not has_due_deliveries()
+
+
+@pytest.mark.django_db
+def test_an_answer_with_nul_bytes_and_a_lone_surrogate_is_recorded_with_replacement_characters(organization) -> None:
+    subscription(organization, ["*"])
+    event(organization)
+    relay_pending(batch_size=10)
+    token = uuid.uuid4()
+    (delivery,) = claim_due(batch_size=10, token=token)
+    now = timezone.now()
+    answer = DeliveryResult(started_at=now, duration_ms=3, status_code=500, response_excerpt="a\x00b", error="x\ud800y")
+
+    record_outcomes([decide(delivery, answer, now=now)], token=token)  # PostgreSQL's text holds neither
+
+    attempt = DeliveryAttempt.objects.get()
+    assert (attempt.response_excerpt, attempt.error) == ("a\ufffdb", "x?y")
+    recorded = Delivery.objects.get()
+    assert (recorded.status, recorded.attempt_count, recorded.claim_token) == (DeliveryStatus.PENDING, 1, None)
