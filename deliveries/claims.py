@@ -35,6 +35,7 @@ from deliveries.limits import (
 from deliveries.models import DeliveryStatus
 from deliveries.ordering import IN_TURN
 from deliveries.retry import Outcome, deactivates_subscription
+from deliveries.transport import stored_text
 from sapien.core.prepared import prepared_cursor
 from subscriptions.health import subscription_health_recovered
 from subscriptions.models import Subscription
@@ -280,17 +281,6 @@ def has_due_deliveries() -> bool:
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM deliveries_delivery WHERE {CLAIMABLE})")
         row = cursor.fetchone()
     return bool(row and row[0])
-
-
-def stored_text(text: str) -> str:
-    """Text as PostgreSQL can store it: NUL (which a receiver's answer may hold) and lone surrogates replaced."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
 
 
 def record_parameters(outcomes: list[Outcome], *, token: uuid.UUID, now: datetime) -> dict[str, Any]:

@@ -147,7 +147,7 @@ def post(request: DeliveryRequest) -> DeliveryResult:
             started_at=started_at,
             duration_ms=int((time.perf_counter() - started) * 1000),
             status_code=response.status,
-            response_excerpt=excerpt.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS],
+            response_excerpt=stored_text(excerpt.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]),
             retry_after=response.headers.get("Retry-After"),
         )
     except ProxyFailure as exc:  # the proxy failed, not the receiver
@@ -163,8 +163,20 @@ def post(request: DeliveryRequest) -> DeliveryResult:
     except (HTTPError, OSError) as exc:  # refused, reset, cut short, TLS, an undecodable answer...
         error = f"connection error: {_first_line(exc)}"
     return DeliveryResult(
-        started_at=started_at, duration_ms=int((time.perf_counter() - started) * 1000), error=error[:500]
+        started_at=started_at, duration_ms=int((time.perf_counter() - started) * 1000), error=stored_text(error[:500])
     )
+
+
+def stored_text(text: str) -> str:
+    """Text as PostgreSQL can store it: NUL (which a receiver's answer or an error about it may hold) and lone
+    surrogates replaced."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _with_ascii_host(url: str) -> str:

@@ -91,6 +91,14 @@ def test_only_the_start_of_a_long_answer_is_kept_and_the_next_send_still_goes_ou
     assert second.status_code == 200
 
 
+def test_nul_bytes_in_an_answer_are_kept_as_replacement_characters_postgresql_can_store(receiver) -> None:
+    receiver.responder = always(500, body=b"no\x00pe \xed\xa0\x80")  # NUL, and a surrogate's UTF-8 bytes
+
+    result = post(webhook_to(receiver.url))
+
+    assert result.response_excerpt == "no\ufffdpe \ufffd\ufffd\ufffd"
+
+
 def test_retry_after_is_read_from_the_answer(receiver) -> None:
     receiver.responder = always(429, {"Retry-After": "120"})
 
