@@ -1,0 +1,175 @@
+"""What one event costs on its way through the pipeline, stage by stage, in one process: ``python -m bench.pass_cost``.
+
+    .venv/bin/python -m bench.pass_cost [--events 1000] [--subs 3] [--ref HEAD]
+
+The shape of (a) at its usual rate, where every relay pass finds one event: per event, in this order,
+
+    record   the event written as the API writes it (sapien.events.outbox.record_event, its own transaction)
+    relay    one relay pass that fans it out and hands its deliveries over born claimed (deliveries.relay)
+    task     the worker's task for that handed batch: read it, sign, send to the bench's receiver on loopback,
+             record the outcomes (deliveries.dispatch.send_due_deliveries, as the deliver_claimed task runs it)
+
+Each stage's CPU is this process's (``time.process_time``: every thread, the sending threads included) and the
+PostgreSQL backend's that served it (from ``/proc``, when the server runs on this machine; "n/a" otherwise).
+What is not here: the API request around the record, Celery's own work for the hand-over message, and
+the broker. Django runs against the embedded PostgreSQL in a temporary directory, or ``DATABASE_URL`` when
+set (it then gets an organization and subscriptions of its own). ``--ref`` times a git revision's code.
+The table goes to stdout, every figure to bench/results/<timestamp>-pass-cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.in_process import database, setup_django
+from bench.procs import ROOT, export_revision, stop_everything
+from bench.progress import log
+
+RESULTS = ROOT / "bench" / "results"
+STAGES = ("record", "relay", "task")
+WARM_UP_EVENTS = 50
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.pass_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--events", type=int, default=1000, help="events timed, one pass each (default 1000)")
+    parser.add_argument("--subs", type=int, default=3, help="subscriptions per event, as in (a) (default 3)")
+    parser.add_argument("--ref", help="time this git revision's code (exported with git archive)")
+    return parser
+
+
+def backend_cpu_seconds() -> float | None:
+    """The CPU seconds of this connection's PostgreSQL backend so far; None when its process is not on this
+    machine (or not readable)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def measure(args: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
+    from django.conf import settings
+
+    from bench.sendpath import make_events, make_tenant
+    from deliveries.dispatch import send_due_deliveries
+    from deliveries.relay import relay_pending
+
+    tenant = make_tenant(receiver_url, args.subs)
+    python = dict.fromkeys(STAGES, 0.0)
+    postgres = dict.fromkeys(STAGES, 0.0)
+    on_this_machine = backend_cpu_seconds() is not None
+    errors = 0
+
+    def stage(name: str, work: Callable[[], object], *, timed: bool) -> None:
+        before = backend_cpu_seconds() if timed and on_this_machine else 0.0
+        started = time.process_time()
+        work()
+        if timed:
+            python[name] += time.process_time() - started
+            if on_this_machine:
+                postgres[name] += (backend_cpu_seconds() or 0.0) - (before or 0.0)
+
+    def one_event(*, timed: bool) -> None:
+        batches: list[Any] = []
+
+        def task() -> None:
+            nonlocal errors
+            for batch in batches:
+                run = send_due_deliveries(batch_size=settings.ESL_DELIVERY_BATCH_SIZE, max_seconds=30, handed=batch)
+                errors += len(batch.ids) - run.handled
+
+        stage("record", lambda: make_events(tenant.organization_id, 1), timed=timed)
+        stage("relay", lambda: relay_pending(batch_size=settings.ESL_RELAY_BATCH_SIZE, hand_to=batches.extend),
+              timed=timed)  # fmt: skip
+        stage("task", task, timed=timed)
+
+    log(f"warming up: {WARM_UP_EVENTS} events")
+    for _ in range(WARM_UP_EVENTS):
+        one_event(timed=False)
+    log(f"timing {args.events} events x {args.subs} subscriptions")
+    for _ in range(args.events):
+        one_event(timed=True)
+    return {
+        "events": args.events,
+        "subscriptions": args.subs,
+        "deliveries_expected": (WARM_UP_EVENTS + args.events) * args.subs,
+        "deliveries_succeeded": delivered_deliveries(tenant.organization_id),
+        "errors": errors,
+        "python_ms_per_event": {name: 1000 * seconds / args.events for name, seconds in python.items()},
+        "postgres_ms_per_event": {name: 1000 * seconds / args.events for name, seconds in postgres.items()}
+        if on_this_machine
+        else None,
+    }
+
+
+def delivered_deliveries(organization_id: Any) -> int:
+    from deliveries.models import Delivery, DeliveryStatus
+
+    return Delivery.objects.filter(organization_id=organization_id, status=DeliveryStatus.SUCCEEDED).count()
+
+
+def report(result: dict[str, Any]) -> None:
+    python, postgres = result["python_ms_per_event"], result["postgres_ms_per_event"]
+    subs = result["subscriptions"]
+    print(f"\nCPU ms per event ({subs} deliveries each), {result['events']} events, one relay pass and one task each")
+    print(f"  {'stage':<8}  {'this process':>12}  {'PostgreSQL':>10}")
+    for name in STAGES:
+        pg = "n/a" if postgres is None else f"{postgres[name]:.3f}"
+        print(f"  {name:<8}  {python[name]:>12.3f}  {pg:>10}")
+    total_python = sum(python.values())
+    total_pg = None if postgres is None else sum(postgres.values())
+    print(f"  {'total':<8}  {total_python:>12.3f}  {'n/a' if total_pg is None else f'{total_pg:.3f}':>10}")
+    both = "n/a" if total_pg is None else f"{(total_python + total_pg) / subs:.3f}"
+    print(f"per delivery, both: {both} ms; deliveries succeeded {result['deliveries_succeeded']} of"
+          f" {result['deliveries_expected']} (warm-up included), errors {result['errors']}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.events < 1 or args.subs < 1:
+        log("--events and --subs must be positive")
+        return 2
+    started_at = datetime.now(UTC)
+    work = Path(tempfile.mkdtemp(prefix="sapien-pass-cost-"))
+    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
+    try:
+        app_root = export_revision(args.ref, work) if args.ref else ROOT
+        sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
+        from bench.sendpath import start_receiver
+
+        receiver_url = start_receiver(work)
+        with database(work, "passcost") as (database_url, kind):
+            setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
+            result = measure(args, receiver_url)
+            result |= {"code": f"git {args.ref}" if args.ref else "working tree", "database": kind,
+                       "started_at": started_at.isoformat()}  # fmt: skip
+    finally:
+        stop_everything()
+        shutil.rmtree(work, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-pass-cost.json"
+    path.write_text(json.dumps(result, indent=2))
+    report(result)
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    return 0 if result["errors"] == 0 and result["deliveries_succeeded"] == result["deliveries_expected"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
