@@ -4,10 +4,13 @@ import json
 import uuid
 
 import pytest
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from sapien.core.auth import recent_tokens
 from sapien.entities.models import Person, Pet, Toy
+from sapien.entities.serializers import PersonSerializer
+from sapien.events.models import Event
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +211,34 @@ def test_creating_a_person_costs_two_queries(api: APIClient, django_assert_num_q
 
     assert response.status_code == 201
     assert response.json()["pets"] == []
+
+
+def test_a_change_renders_the_entity_once_for_its_event_and_its_response(api: APIClient, monkeypatch) -> None:
+    rendered: list[str] = []
+    render = serializers.ModelSerializer.to_representation  # DRF's own: what rendering costs
+
+    def counted(self, instance):
+        rendered.append(type(self).__name__)
+        return render(self, instance)
+
+    monkeypatch.setattr(serializers.ModelSerializer, "to_representation", counted)
+    created = api.post("/api/persons", {"name": "Ada", "notes": "x" * 1000}, format="json")
+    person_id = created.json()["id"]
+    patched = api.patch(f"/api/persons/{person_id}", {"status": "inactive"}, format="json")
+    unchanged = api.patch(f"/api/persons/{person_id}", {"status": "inactive"}, format="json")  # no event
+
+    # Once per change, for its event and response alike; the change that changed nothing, for its response.
+    assert rendered == ["PersonSerializer", "PersonSerializer", "PersonSerializer"]
+    events = {event.type: json.loads(event.body)["data"] for event in Event.objects.all()}
+    assert set(events) == {"person.created", "person.updated"}
+    assert created.json() == events["person.created"]
+    assert patched.json() == events["person.updated"]
+    assert (patched.json()["status"], unchanged.json()["status"]) == ("inactive", "inactive")
+
+
+def test_a_lone_surrogate_in_an_entitys_text_is_still_refused_with_drfs_message() -> None:
+    serializer = PersonSerializer(data={"name": "Ada \ud800"})
+
+    assert not serializer.is_valid()
+    assert serializer.errors["name"] == ["Surrogate characters are not allowed: U+D800."]
+    assert PersonSerializer(data={"name": "Ada \U0001f600"}).is_valid()  # a character beyond the BMP is no surrogate
