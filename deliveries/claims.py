@@ -35,7 +35,6 @@ from deliveries.limits import (
 from deliveries.models import DeliveryStatus
 from deliveries.ordering import IN_TURN
 from deliveries.retry import Outcome, deactivates_subscription
-from deliveries.transport import stored_text
 from sapien.core.prepared import prepared_cursor
 from subscriptions.health import subscription_health_recovered
 from subscriptions.models import Subscription
@@ -291,7 +290,7 @@ def record_parameters(outcomes: list[Outcome], *, token: uuid.UUID, now: datetim
             "delivery_id": outcome.delivery.id, "event_created_at": outcome.delivery.event.created_at,
             "number": outcome.delivery.attempt, "started_at": result.started_at, "duration_ms": result.duration_ms,
             "status_code": result.status_code, "succeeded": outcome.status == DeliveryStatus.SUCCEEDED,
-            "error": stored_text(result.error), "response_excerpt": stored_text(result.response_excerpt),
+            "error": result.error, "response_excerpt": result.response_excerpt,  # storable (DeliveryResult)
             "organization_id": outcome.delivery.event.organization_id,
         }
         for outcome in outcomes
@@ -301,7 +300,7 @@ def record_parameters(outcomes: list[Outcome], *, token: uuid.UUID, now: datetim
         {
             "id": outcome.delivery.id, "event_created_at": outcome.delivery.event.created_at,
             "status": str(outcome.status), "next_attempt_at": outcome.next_attempt_at,
-            "status_code": outcome.result.status_code if outcome.result else None, "error": stored_text(outcome.error),
+            "status_code": outcome.result.status_code if outcome.result else None, "error": outcome.error,
             "completed_at": None if outcome.status == DeliveryStatus.PENDING else now,
         }
         for outcome in outcomes

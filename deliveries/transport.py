@@ -56,6 +56,11 @@ class DeliveryResult:
     response_excerpt: str = ""
     retry_after: str | None = None
 
+    def __post_init__(self) -> None:
+        """A result's texts are stored as they are: whatever a receiver answered, PostgreSQL must hold them."""
+        object.__setattr__(self, "error", stored_text(self.error))
+        object.__setattr__(self, "response_excerpt", stored_text(self.response_excerpt))
+
 
 def _tls_context() -> ssl.SSLContext:
     """One context for every https connection, certifi's bundle loaded once (not once per connection)."""
@@ -147,7 +152,7 @@ def post(request: DeliveryRequest) -> DeliveryResult:
             started_at=started_at,
             duration_ms=int((time.perf_counter() - started) * 1000),
             status_code=response.status,
-            response_excerpt=stored_text(excerpt.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS]),
+            response_excerpt=excerpt.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS],
             retry_after=response.headers.get("Retry-After"),
         )
     except ProxyFailure as exc:  # the proxy failed, not the receiver
@@ -163,13 +168,13 @@ def post(request: DeliveryRequest) -> DeliveryResult:
     except (HTTPError, OSError) as exc:  # refused, reset, cut short, TLS, an undecodable answer...
         error = f"connection error: {_first_line(exc)}"
     return DeliveryResult(
-        started_at=started_at, duration_ms=int((time.perf_counter() - started) * 1000), error=stored_text(error[:500])
+        started_at=started_at, duration_ms=int((time.perf_counter() - started) * 1000), error=error[:500]
     )
 
 
 def stored_text(text: str) -> str:
     """Text as PostgreSQL can store it: NUL (which a receiver's answer or an error about it may hold) and lone
-    surrogates replaced."""
+    surrogates replaced. Every ``DeliveryResult`` stores its texts so."""
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     try:
