@@ -21,23 +21,17 @@ table to stdout, every figure to bench/results/<timestamp>-filters.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from bench.in_process import database, setup_django
+from bench.in_process import database, setup_django, work_dir, write_results
 from bench.procs import ROOT
 from bench.progress import log
 
-RESULTS = ROOT / "bench" / "results"
 VARIANTS = ("baseline", "none", "all match", "half match")
 BUSY = {"data": {"current_status": "busy"}}
 AWAY = {"data": {"current_status": "away"}}
@@ -79,17 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         log("--events and --repeats must be positive, --subs at least 2")
         return 2
     started_at = datetime.now(UTC)
-    work = Path(tempfile.mkdtemp(prefix="sapien-filters-"))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
-    try:
-        with database(work, "filters") as (database_url, kind):
-            setup_django(database_url)
-            result = measure(args, database=kind, started_at=started_at)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-filters.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
+    with work_dir("sapien-filters-") as work, database(work, "filters") as (database_url, kind):
+        setup_django(database_url)
+        result = measure(args, database=kind, started_at=started_at)
+    path = write_results(result, started_at=started_at, name="filters")
     report(result)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0

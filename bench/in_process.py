@@ -1,14 +1,41 @@
-"""What the in-process benchmarks (``bench.sendpath``, ``bench.filters``) share: a database and Django, migrated."""
+"""What the in-process benchmarks (``bench.sendpath``, ``bench.filters``, ``bench.pass_cost``) share: a working
+directory, a database and Django, migrated, and where their figures go."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from bench.procs import free_port
+from bench.procs import ROOT, free_port
 from bench.progress import log
+
+RESULTS = ROOT / "bench" / "results"
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed on the way out."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_results(figures: dict[str, Any], *, started_at: datetime, name: str) -> Path:
+    """Writes a run's figures to bench/results/<started_at>-<name>.json; returns that path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-{name}.json"
+    path.write_text(json.dumps(figures, indent=2, default=str))
+    return path
 
 
 @contextlib.contextmanager

@@ -20,22 +20,18 @@ The table goes to stdout, every figure to bench/results/<timestamp>-pass-cost.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.in_process import database, setup_django
+from bench.in_process import database, setup_django, work_dir, write_results
 from bench.procs import ROOT, export_revision, stop_everything
 from bench.progress import log
 
-RESULTS = ROOT / "bench" / "results"
 STAGES = ("record", "relay", "task")
 WARM_UP_EVENTS = 50
 
@@ -78,13 +74,13 @@ def measure(args: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
     errors = 0
 
     def stage(name: str, work: Callable[[], object], *, timed: bool) -> None:
-        before = backend_cpu_seconds() if timed and on_this_machine else 0.0
+        before = backend_cpu_seconds() if timed and on_this_machine else None
         started = time.process_time()
         work()
         if timed:
             python[name] += time.process_time() - started
-            if on_this_machine:
-                postgres[name] += (backend_cpu_seconds() or 0.0) - (before or 0.0)
+            if before is not None:
+                postgres[name] += (backend_cpu_seconds() or before) - before
 
     def one_event(*, timed: bool) -> None:
         batches: list[Any] = []
@@ -147,25 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         log("--events and --subs must be positive")
         return 2
     started_at = datetime.now(UTC)
-    work = Path(tempfile.mkdtemp(prefix="sapien-pass-cost-"))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
-    try:
-        app_root = export_revision(args.ref, work) if args.ref else ROOT
-        sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
-        from bench.sendpath import start_receiver
+    with work_dir("sapien-pass-cost-") as work:
+        try:
+            app_root = export_revision(args.ref, work) if args.ref else ROOT
+            sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
+            from bench.sendpath import start_receiver
 
-        receiver_url = start_receiver(work)
-        with database(work, "passcost") as (database_url, kind):
-            setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
-            result = measure(args, receiver_url)
-            result |= {"code": f"git {args.ref}" if args.ref else "working tree", "database": kind,
-                       "started_at": started_at.isoformat()}  # fmt: skip
-    finally:
-        stop_everything()
-        shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-pass-cost.json"
-    path.write_text(json.dumps(result, indent=2))
+            receiver_url = start_receiver(work)
+            with database(work, "passcost") as (database_url, kind):
+                setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
+                result = measure(args, receiver_url)
+                result |= {"code": f"git {args.ref}" if args.ref else "working tree", "database": kind,
+                           "started_at": started_at.isoformat()}  # fmt: skip
+        finally:
+            stop_everything()
+    path = write_results(result, started_at=started_at, name="pass-cost")
     report(result)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0 if result["errors"] == 0 and result["deliveries_succeeded"] == result["deliveries_expected"] else 1

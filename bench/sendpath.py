@@ -29,12 +29,9 @@ import argparse
 import contextlib
 import dataclasses
 import http.client
-import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,14 +40,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.in_process import database, setup_django
+from bench.in_process import database, setup_django, work_dir, write_results
 from bench.procs import HOST, ROOT, Proc, export_revision, free_port, stop_everything, wait_port
 from bench.progress import log
 from bench.results import SendPath, StageTime
 from bench.stats import median, ratio
 
 PYTHON = sys.executable
-RESULTS = ROOT / "bench" / "results"
 NOTES = "x" * 600  # the bench's (a) bodies: a ~1 KB envelope
 
 # Stage keys, in the order printed; ``TOTAL`` adds those the worker runs for every delivery.
@@ -104,24 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         log("--deliveries, --subs and --repeats must be positive")
         return 2
     started_at = datetime.now(UTC)
-    work = Path(tempfile.mkdtemp(prefix="sapien-sendpath-"))
-    os.chmod(work, 0o755)  # the embedded PostgreSQL runs as another user when we are root
-    try:
-        app_root = export_revision(args.ref, work) if args.ref else ROOT
-        sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
-        receiver_url = args.receiver_url or start_receiver(work)
-        with database(work, "sendpath") as (database_url, kind):
-            setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
-            from bench.report import sendpath_report  # here: it imports sapien, which must come from the app's root
+    with work_dir("sapien-sendpath-") as work:
+        try:
+            app_root = export_revision(args.ref, work) if args.ref else ROOT
+            sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
+            receiver_url = args.receiver_url or start_receiver(work)
+            with database(work, "sendpath") as (database_url, kind):
+                setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
+                from bench.report import sendpath_report  # here: it imports sapien, which must come from the app's root
 
-            result = measure(args, receiver_url, code=f"git {args.ref}" if args.ref else "working tree",
-                             database=kind, started_at=started_at)  # fmt: skip
-    finally:
-        stop_everything()
-        shutil.rmtree(work, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{started_at.strftime('%Y%m%dT%H%M%SZ')}-sendpath.json"
-    path.write_text(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+                result = measure(args, receiver_url, code=f"git {args.ref}" if args.ref else "working tree",
+                                 database=kind, started_at=started_at)  # fmt: skip
+        finally:
+            stop_everything()
+    path = write_results(dataclasses.asdict(result), started_at=started_at, name="sendpath")
     sendpath_report(result)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
