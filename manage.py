@@ -12,6 +12,8 @@ def main() -> None:
     keep_opentelemetry_out_unless_configured()
     from django.core.management import execute_from_command_line
 
+    import sapien.celery  # noqa: F401 - the Celery app, for the commands that publish (the relay)
+
     execute_from_command_line(sys.argv)
 
 

@@ -1,16 +1,12 @@
-"""Timer wake-ups over the broker: a cut in latency, never the only path (beat ticks every second)."""
+"""Timer wake-ups, asked of the relay (``sapien/events/wakeups.py``): a cut in latency, never the only path (beat
+ticks every second). They come from requests as well as from workers, and the web process holds no broker
+connection."""
 
-import logging
 from datetime import datetime
 
-logger = logging.getLogger(__name__)
+from sapien.events.wakeups import RUN_TIMERS, WakeUp, wakeup_request
 
 
 def wake_at(due: datetime) -> None:
-    # Here, not at the top: availability.tasks imports this module (through timers and services.connections).
-    from availability.tasks import run_timers
-
-    try:
-        run_timers.apply_async(eta=due, retry=False)
-    except Exception:  # noqa: BLE001 - broker down: the beat tick catches up
-        logger.warning("Could not reach the broker to set an availability timer; the tick will catch up.")
+    """Asks for the timers to run at ``due``. Call it once the change that set the timer has committed."""
+    wakeup_request(WakeUp(RUN_TIMERS, at=due))

@@ -69,6 +69,8 @@ def setup_django(database_url: str, **environ: str) -> None:
     import django
     from django.core.management import call_command
 
+    import sapien.celery  # noqa: F401 - the Celery app (the memory broker), as the worker's entry point loads it
+
     django.setup()
     log("migrating")
     call_command("migrate", verbosity=0, interactive=False)

@@ -286,6 +286,8 @@ def main() -> None:
     dropping.add_argument("--day", required=True)
     dropping.add_argument("--subscription", required=True, help="whose log the concurrent reader reads")
     args = parser.parse_args()
+    import sapien.celery  # noqa: F401 - the Celery app, for the statements that publish, as manage.py loads it
+
     django.setup()
     print(json.dumps(ACTIONS[args.action](args)), flush=True)
 

@@ -12,10 +12,11 @@ from django.db import connection, transaction
 
 from deliveries.models import DeliveryStatus
 from deliveries.new_deliveries import new_deliveries_sql
-from deliveries.wakeups import wake_delivery_workers, wakeups_for
+from deliveries.wakeups import wakeups_for
 from sapien.events.catalog import patterns_match_sql
 from sapien.events.ordering import ordering_key_sql
 from sapien.events.selectors import body_as_jsonb_sql, retention_start
+from sapien.events.wakeups import DELIVER_DUE, WakeUp, wakeup_request
 from subscriptions.models import Subscription
 from subscriptions.payload_filter import filter_passes_sql
 
@@ -79,5 +80,6 @@ def events_replay(
         cursor.execute(REPLAY_SQL, params)
         replayed = cursor.rowcount
         if replayed:
-            transaction.on_commit(lambda: wake_delivery_workers(wakeups_for(replayed)))
+            # Through the relay (sapien/events/wakeups.py): this runs in the web process.
+            transaction.on_commit(lambda: wakeup_request(WakeUp(DELIVER_DUE, count=wakeups_for(replayed))))
     return ReplayResult(events=replayed, dry_run=False)

@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryStatus
-from deliveries.wakeups import wake_delivery_workers
+from sapien.events.wakeups import DELIVER_DUE, WakeUp, wakeup_request
 
 
 @transaction.atomic
@@ -21,5 +21,5 @@ def delivery_redeliver(*, delivery: Delivery) -> Delivery:
             "status", "attempt_count", "next_attempt_at", "claim_token", "claimed_until", "completed_at", "updated_at",
         ]
     )  # fmt: skip
-    transaction.on_commit(wake_delivery_workers)
+    transaction.on_commit(lambda: wakeup_request(WakeUp(DELIVER_DUE)))  # through the relay (sapien/events/wakeups.py)
     return delivery

@@ -9,7 +9,10 @@ from django.utils import timezone
 from deliveries import claims, dispatch, relay, retention
 from deliveries.handoff import HandedBatch
 from deliveries.wakeups import wake_delivery_workers
+from sapien.core.celery_app import require_sapien_app
 from subscriptions.health import subscriptions_probe_due
+
+require_sapien_app(__name__)  # before any task binds to an app (sapien/core/celery_app.py)
 
 
 @shared_task(name="deliveries.deliver_due", ignore_result=True)

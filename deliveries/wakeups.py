@@ -1,8 +1,13 @@
-"""Wake-ups over the broker. Losing one only delays work until the next sweep."""
+"""Wake-ups over the broker, from the processes that hold a broker connection: the relay and the workers.
+Losing one only delays work until the next sweep. The code that serves requests asks the relay instead
+(``sapien/events/wakeups.py``), which publishes what it asks for here."""
 
 import logging
+from collections.abc import Iterable
 
 from django.conf import settings
+
+from sapien.events.wakeups import DELIVER_DUE, WakeUp, wakeups_merged
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +40,18 @@ def wake_delivery_workers_later(seconds: float) -> None:
         deliver_due.apply_async(countdown=seconds, retry=False)
     except Exception:  # noqa: BLE001 - broker down: the beat sweep catches up
         logger.warning("Could not reach the broker to wake delivery workers; the sweep will catch up.")
+
+
+def requested_wakeups_publish(wakeups: Iterable[WakeUp]) -> None:
+    """Publishes the wake-ups the relay was asked for (``sapien/events/wakeups.py``), each distinct one once, by
+    task name: availability's timers too, whose tasks this app does not import. Never raises."""
+    from deliveries.tasks import deliver_due  # Sapien's app, checked (sapien/core/celery_app.py)
+
+    for wakeup in wakeups_merged(list(wakeups)):
+        copies = min(wakeup.count, settings.ESL_DELIVERY_WAKEUPS) if wakeup.task == DELIVER_DUE else 1
+        for _ in range(copies):
+            try:
+                deliver_due.app.send_task(wakeup.task, eta=wakeup.at, retry=False)
+            except Exception:  # noqa: BLE001 - broker down: the sweeps catch up
+                logger.warning("Could not reach the broker to publish a requested wake-up; the sweep will catch up.")
+                return

@@ -9,14 +9,16 @@ import logging
 import os
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery import platforms as celery_platforms
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
 from django.db import close_old_connections
-from kombu.transport import redis as kombu_redis
 
 from sapien.core import tracing
+from sapien.core.broker_probe import REDIS_SCHEMES
+from sapien.core.celery_app import APP_NAME
 from sapien.core.context import bind_context, clear_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
@@ -36,7 +38,15 @@ def _survive_redis_channel_close_after_connection_loss() -> None:
     ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which ends
     the worker. Our messages are only wake-ups (PostgreSQL holds what is due), so
     skipping that restore loses nothing; the worker then reconnects as usual.
+
+    Only with a Redis broker: the transport imports redis-py, about 10 MB in every process that loads it.
     """
+    from django.conf import settings
+
+    if urlsplit(settings.CELERY_BROKER_URL).scheme not in REDIS_SCHEMES:
+        return
+    from kombu.transport import redis as kombu_redis
+
     original_close = kombu_redis.Channel.close
     if getattr(original_close, "sapien_tolerant", False):
         return
@@ -82,7 +92,7 @@ def _set_parent_death_signal_through_ctypes() -> None:
 
 _set_parent_death_signal_through_ctypes()
 
-app = Celery("sapien")
+app = Celery(APP_NAME)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["deliveries", "availability"])
 

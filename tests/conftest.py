@@ -12,6 +12,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
+import sapien.celery  # noqa: F401 - the Celery app, as every process that publishes loads it (sapien/core/celery_app.py)
 from sapien.core.models import Application, Organization, Tier, User
 
 pytest_plugins = ["tests.support.loopback_dns", "tests.support.platform"]

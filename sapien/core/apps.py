@@ -7,10 +7,8 @@ class CoreConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self) -> None:
-        # Make the project's Celery app the current one in every process that loads Django. In ready(): a start-up
-        # step, like the registrations below; no code of core uses the composition root (sapien.celery).
-        import sapien.celery  # noqa: F401
-
+        # No Celery app here: each process that publishes imports it from its entry point, and the web process, which
+        # publishes nothing, loads no Celery, kombu or broker client (sapien/core/celery_app.py).
         # Registrations, in ready() where Django documents them: the deployment checks. The OpenAPI extension
         # registers with the URLconf (sapien/urls.py), which every schema is generated from: workers and the
         # relay load no schema machinery.

@@ -11,9 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from kombu import Connection
 
 from sapien import __version__
+from sapien.core.broker_probe import broker_probe
 
 
 def check_database() -> str | None:
@@ -28,8 +28,7 @@ def check_database() -> str | None:
 
 def check_broker() -> str | None:
     try:
-        with Connection(settings.CELERY_BROKER_URL, connect_timeout=2, transport_options={"max_retries": 0}) as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+        broker_probe(settings.CELERY_BROKER_URL, timeout=2)
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -12,7 +12,7 @@ import yaml
 from django.db import connection
 
 from sapien import gunicorn_conf, processes
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, service_env
 
 ROLES = {
     "web": processes.web(),
@@ -91,3 +91,35 @@ def test_compose_and_the_dockerfile_start_each_role_through_sapien_processes() -
     }
     [cmd] = [line for line in (ROOT / "docker" / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
     assert json.loads(cmd.removeprefix("CMD ")) == ["python", "-m", "sapien.processes", "web"]
+
+
+# The web process as gunicorn's master loads it, every view included (the URLconf resolved).
+WEB_IMPORTS = """
+import json, sys
+from sapien.core.tracing import keep_opentelemetry_out_unless_configured
+keep_opentelemetry_out_unless_configured()
+import sapien.gunicorn_conf, sapien.wsgi
+from django.urls import get_resolver
+get_resolver().url_patterns
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & {"celery", "kombu", "redis", "amqp", "billiard"})))
+"""
+
+
+@pytest.mark.parametrize("broker", ["redis://127.0.0.1:9/0", "amqp://guest:guest@127.0.0.1:9//"])
+def test_the_web_process_loads_no_celery_and_no_broker_client(db, broker: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", WEB_IMPORTS], cwd=ROOT, env=service_env(broker), capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_tasks_refuse_to_load_in_a_process_that_has_not_loaded_sapiens_celery_app(db) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); import deliveries.tasks"], cwd=ROOT,
+        env=service_env("redis://127.0.0.1:9/0"), capture_output=True, text=True,
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "import sapien.celery" in result.stderr

@@ -2,7 +2,9 @@
 
 Listens for the ``NOTIFY`` sent after each committing change, relays the outbox
 and wakes delivery workers; polls every ``ESL_RELAY_POLL_SECONDS`` regardless, so
-a missed notification costs at most that long. Several relays may run at once.
+a missed notification costs at most that long. Publishes the wake-ups that the
+code serving requests asks for (``sapien/events/wakeups.py``), since the web
+process holds no broker connection. Several relays may run at once.
 """
 
 import logging
@@ -19,8 +21,10 @@ from django.utils import timezone
 
 from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import relay_and_wake_workers
+from deliveries.wakeups import requested_wakeups_publish
 from sapien.core import tracing
 from sapien.events.outbox import OUTBOX_CHANNEL
+from sapien.events.wakeups import WAKEUP_CHANNEL, WakeUp
 
 logger = logging.getLogger("deliveries.relay")
 
@@ -71,13 +75,18 @@ class Command(BaseCommand):
         listener = psycopg.connect(_conninfo(), autocommit=True)
         try:
             listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
+            relay = True
             while self.running:
-                self._relay()
+                if relay:
+                    self._relay()
                 ready, _, _ = select.select([listener.fileno()], [], [], settings.ESL_RELAY_POLL_SECONDS)
-                if ready:
-                    # Drain every queued notification: one relay pass serves them all.
-                    for _ in listener.notifies(timeout=0):
-                        pass
+                # Drain every queued notification: one relay pass serves all the outbox's, and the wake-ups asked
+                # for are published together; a poll that heard nothing relays.
+                heard = list(listener.notifies(timeout=0)) if ready else []
+                relay = not heard or any(notice.channel == OUTBOX_CHANNEL for notice in heard)
+                wakeups = [WakeUp.from_payload(notice.payload) for notice in heard if notice.channel == WAKEUP_CHANNEL]
+                requested_wakeups_publish(wakeup for wakeup in wakeups if wakeup is not None)
         finally:
             listener.close()
 
