@@ -82,9 +82,7 @@ def test_a_user_and_password_are_sent_as_redis_6s_auth_before_select_and_ping(sc
     broker_probe(f"redis://probe%40ops:p%3Ass@127.0.0.1:{server.port}/2", timeout=2)
 
     assert server.received == (
-        b"*3\r\n$4\r\nAUTH\r\n$9\r\nprobe@ops\r\n$4\r\np:ss\r\n"
-        b"*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n"
-        b"*1\r\n$4\r\nPING\r\n"
+        b"*3\r\n$4\r\nAUTH\r\n$9\r\nprobe@ops\r\n$4\r\np:ss\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n2\r\n*1\r\n$4\r\nPING\r\n"
     )
 
 

@@ -69,7 +69,9 @@ def test_anything_but_a_request_for_a_known_task_is_ignored(payload: str) -> Non
 
 
 def test_a_request_asks_for_at_most_a_hundred_copies() -> None:
-    assert WakeUp.from_payload(json.dumps({"task": DELIVER_DUE, "count": 10**9})) == WakeUp(DELIVER_DUE, count=MAX_COUNT)
+    assert WakeUp.from_payload(json.dumps({"task": DELIVER_DUE, "count": 10**9})) == WakeUp(
+        DELIVER_DUE, count=MAX_COUNT
+    )
 
 
 def test_what_was_heard_at_once_is_published_once_per_task_and_time() -> None:
