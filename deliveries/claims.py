@@ -26,6 +26,7 @@ from django.utils import timezone
 from deliveries.counters import counter_parameters, outcome_counts_sql
 from deliveries.health import health_counts_sql
 from deliveries.limits import (
+    CLAIM_AT_CAP_SQL,
     CLAIM_LIMITS_SQL,
     claim_limit_parameters,
     released_sql,
@@ -62,9 +63,13 @@ JOIN subscriptions_subscription s ON s.id = c.subscription_id
 JOIN core_organization o ON o.id = s.organization_id"""
 
 CLAIM_SQL = f"""
-WITH due AS MATERIALIZED (
+WITH peek AS MATERIALIZED (  -- the subscriptions whose deliveries lead the queue, unlocked: checked against their caps
+    SELECT DISTINCT subscription_id FROM (
+        SELECT subscription_id FROM deliveries_delivery WHERE {CLAIMABLE} ORDER BY next_attempt_at LIMIT %(batch)s
+    ) head
+), {CLAIM_AT_CAP_SQL}, due AS MATERIALIZED (
     SELECT id, event_created_at, subscription_id, next_attempt_at FROM deliveries_delivery
-    WHERE {CLAIMABLE}
+    WHERE {CLAIMABLE} AND subscription_id <> ALL(ARRAY(SELECT subscription_id FROM at_cap))
     ORDER BY next_attempt_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
@@ -85,10 +90,10 @@ WITH due AS MATERIALIZED (
       AND created_at <= (SELECT max(event_created_at) FROM due)
 ), claimed_rows AS (
 {CLAIMED_ROWS}
-)  -- one row at least: how many were put back by the limits (deliveries/limits.py), and when to claim
--- again for them, ride on every row
-SELECT r.*, (SELECT count(*) FROM put_back), (SELECT wake_in FROM held)
-FROM (SELECT 1) AS one LEFT JOIN claimed_rows r ON true
+)  -- one row at least: how many were put back by the limits (deliveries/limits.py), when to claim again for
+-- what they held back, and whether caps did, ride on every row
+SELECT r.*, (SELECT count(*) FROM put_back), a.wake_in, a.capped
+FROM claim_again a LEFT JOIN claimed_rows r ON true
 """
 
 # A batch the relay handed over born claimed (``deliveries/handoff.py``): read, not written, and only while its
@@ -211,15 +216,18 @@ def claim_lease_seconds(batch_size: int) -> float:
 
 
 class ClaimedBatch(list[ClaimedDelivery]):
-    """A claim's deliveries, and how many more it found due but put back to respect their subscriptions' limits:
-    a claim that came back short only because of those is no sign that nothing more is due."""
+    """A claim's deliveries, how many more it found due but put back to respect their subscriptions' limits, and
+    whether in-flight caps held some back where they were: a claim that came back short only because of those is
+    no sign that nothing more is due."""
 
     def __init__(
-        self, deliveries: Iterable[ClaimedDelivery] = (), *, put_back: int = 0, wake_in: float | None = None
-    ) -> None:
+        self, deliveries: Iterable[ClaimedDelivery] = (), *, put_back: int = 0, wake_in: float | None = None,
+        capped: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(deliveries)
         self.put_back = put_back
-        self.wake_in = wake_in  # in how many seconds the first of those put back has room again
+        self.wake_in = wake_in  # in how many seconds the first of those held back may have room again
+        self.capped = capped  # room comes back as the sends in flight are recorded
 
 
 def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
@@ -233,8 +241,8 @@ def claim_due(*, batch_size: int, token: uuid.UUID) -> list[ClaimedDelivery]:
             {"batch": batch_size, "token": token, "lease": claim_lease_seconds(batch_size), **claim_limit_parameters()},
         )
         rows = cursor.fetchall()
-    claimed = claimed_from_rows(row[:-2] for row in rows if row[0] is not None)
-    return ClaimedBatch(claimed, put_back=rows[0][-2], wake_in=rows[0][-1])
+    claimed = claimed_from_rows(row[:-3] for row in rows if row[0] is not None)
+    return ClaimedBatch(claimed, put_back=rows[0][-3], wake_in=rows[0][-2], capped=rows[0][-1])
 
 
 def handed_deliveries(

@@ -127,11 +127,13 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBa
                     in_flight[pool.submit(request, claim=claim)] = (delivery, token)
                 handled += len(batch)
                 put_back = batch.put_back if isinstance(batch, ClaimedBatch) else 0  # held back by their limits
+                # At their in-flight caps: this worker's own sends give room back as they are recorded.
+                capped = isinstance(batch, ClaimedBatch) and batch.capped and bool(in_flight)
                 if isinstance(batch, ClaimedBatch) and batch.wake_in is not None:
                     at = time.monotonic() + batch.wake_in
                     wake_at = at if wake_at is None else min(wake_at, at)
-                if handed is not None or len(batch) + put_back < room:  # nothing more is due now; what falls due later
-                    stopped_at = time.monotonic()  # brings its own wake-up
+                if handed is not None or (len(batch) + put_back < room and not capped):
+                    stopped_at = time.monotonic()  # nothing more is due now; what falls due later wakes a worker
         if not in_flight:
             if stopped_at is None:
                 continue

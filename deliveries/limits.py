@@ -11,8 +11,13 @@ Enforced where deliveries are taken, set-based, for every worker on every host a
   subscriptions' way: until the throttle ends; under a rate limit, in a queue after those put back before
   (``put_back_until`` moves on by ``1/rate`` for each), ``rate`` of them due at once each second from when the
   window next has room (``room_at``), so a backlog comes due as fast as it may be sent and no sooner; but while
-  the window is full (nothing taken), the oldest stay due, first in line for its room; else ``DEFER_SECONDS``.
-  The claim tells its worker when to claim again for them (``held``).
+  the window is full (nothing taken), the oldest stay due, first in line for its room. At an in-flight cap (no
+  rate limit) they stay due, first in line, untouched: a claim first looks at the subscriptions of the deliveries
+  that lead the queue (``peek``) and passes over those at their cap (``at_cap``, their state rows read without
+  the lock), so that their deliveries neither fill the batch nor are moved back for nothing (an update each, of
+  every index); the allowance, under the lock, still decides. The claim tells its worker when to claim again for
+  those it could not take (``held``), and whether caps held any back (``capped``): a worker with sends in flight
+  keeps claiming as their records give the room back.
 - **The relay** (``deliveries/relay.py``) births claimed only deliveries of subscriptions without a limit of their
   own and not throttled, within the default cap, and counts them on the same row.
 - **The record** of outcomes (``deliveries/claims.py``) gives each claim's room back.
@@ -48,7 +53,8 @@ STATE = SendState._meta.db_table
 STATE_COLUMNS = "subscription_id, taken, flight_tokens, flight_until, flight_counts, sent_at, sent_counts"
 # A delivery counts against its subscription's rate until this long after its answer.
 RATE_WINDOW_SECONDS = 1.0
-# At the in-flight cap, how long a delivery found due is put back: room comes back as sends are recorded.
+# When in-flight caps held due deliveries back, how soon a worker is woken to claim again, unless sends of its own
+# in flight give the room back first (room comes back as sends are recorded).
 DEFER_SECONDS = 0.5
 
 
@@ -82,6 +88,16 @@ def _take_sql(*, state: str | None) -> str:
 
 FRESH_TAKE = _take_sql(state=None)
 LOCKED_TAKE = _take_sql(state="st")
+
+# The claim's CTE before ``due``: of the subscriptions in ``peek`` (subscription_id: those whose deliveries lead the
+# queue), those without a rate limit at their in-flight cap, read without the lock. Parameter: %(default_cap)s.
+CLAIM_AT_CAP_SQL = f"""at_cap AS MATERIALIZED (  -- deliveries/limits.py: whose due deliveries this claim passes over
+    SELECT p.subscription_id FROM peek p
+    JOIN subscriptions_subscription s ON s.id = p.subscription_id
+    JOIN {STATE} st ON st.subscription_id = p.subscription_id
+    CROSS JOIN LATERAL ({_live_flights_sql("st.flight_tokens", "st.flight_until", "st.flight_counts")}) f
+    WHERE s.rate_limit_per_second IS NULL AND f.in_flight >= coalesce(s.max_in_flight, %(default_cap)s)
+)"""
 
 # The claim's CTEs, between ``due`` (the deliveries found due and locked: id, event_created_at, subscription_id,
 # next_attempt_at) and the update that claims ``allowed``. Parameters: %(token)s, %(lease)s, %(default_cap)s,
@@ -132,8 +148,10 @@ CLAIM_LIMITS_SQL = f"""wanted AS MATERIALIZED (  -- deliveries/limits.py: what e
                WHEN w.rate IS NOT NULL THEN a.room_at + make_interval(secs => floor(
                    extract(epoch FROM a.put_back_until - a.room_at)
                    - (w.n - a.taken - r.past + 0.5)::float8 / w.rate))  -- half a slot: room_at moved a little
-               ELSE now() + make_interval(secs => {DEFER_SECONDS})
-           END AS due_again
+               -- at the in-flight cap: first in line, untouched; the next claims pass them over while it is full
+               ELSE NULL
+           END AS due_again,
+           r.past > 0 AND w.rate IS NULL AND NOT coalesce(r.throttled > now(), false) AS left_at_cap
     FROM (
         SELECT d.id, d.subscription_id, greatest(w.throttled, a.throttled_until) AS throttled,
                row_number() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at, d.id) - a.taken AS past
@@ -150,6 +168,11 @@ CLAIM_LIMITS_SQL = f"""wanted AS MATERIALIZED (  -- deliveries/limits.py: what e
       AND d.event_created_at >= (SELECT min(event_created_at) FROM due)
       AND d.event_created_at <= (SELECT max(event_created_at) FROM due)
     RETURNING d.id
+), capped AS (  -- caps held due deliveries back: passed over, or found past the allowance
+    SELECT EXISTS (SELECT 1 FROM at_cap) OR EXISTS (SELECT 1 FROM ranked WHERE left_at_cap) AS capped
+), claim_again AS (  -- in how many seconds: as held says, and for what caps held back, once room may have come back
+    SELECT least(h.wake_in, CASE WHEN c.capped THEN {DEFER_SECONDS}::float8 END) AS wake_in, c.capped
+    FROM held h CROSS JOIN capped c
 )"""
 
 

@@ -100,3 +100,26 @@ def test_a_task_leaves_a_slow_send_to_the_straggler_recorder_and_its_outcome_is_
 
     assert delivery.status == DeliveryStatus.SUCCEEDED
     assert delivery.attempts.get().status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)  # the records commit, giving the cap's room back to the next claim
+def test_a_worker_at_a_subscriptions_cap_keeps_claiming_as_its_own_sends_give_the_room_back(
+    organization, loopback_callbacks
+) -> None:
+    receiver = Receiver()
+    try:
+        Subscription.objects.create(
+            organization=organization, callback_url=f"{receiver.url}/capped", events=["person.*"], secret="s" * 20,
+            max_in_flight=2,
+        )  # fmt: skip
+        with transaction.atomic():
+            for _ in range(7):
+                record_event(organization_id=organization.id, event_type="person.created", data={})
+        relay_pending(batch_size=100)
+
+        run = dispatch.send_due_deliveries(batch_size=50, max_seconds=30)  # one wake-up, two at a time
+
+        assert run.handled == 7
+        assert len(receiver.wait_for(7)) == 7
+    finally:
+        receiver.close()

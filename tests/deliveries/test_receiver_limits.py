@@ -170,6 +170,55 @@ def test_at_its_cap_a_subscription_gets_nothing_until_sends_are_recorded(organiz
 
 
 @pytest.mark.django_db
+def test_at_its_cap_a_subscriptions_due_deliveries_stay_first_in_line_untouched(organization) -> None:
+    capped = subscribe(organization, max_in_flight=3)
+    record(organization, 8)
+    relay_pending(batch_size=100)
+    before = dict(Delivery.objects.values_list("id", "updated_at"))
+
+    batch = claim_due(batch_size=100, token=uuid.uuid4())
+
+    assert isinstance(batch, ClaimedBatch)
+    assert (len(batch), batch.put_back, batch.capped) == (3, 0, True)
+    left = Delivery.objects.filter(subscription=capped, claim_token__isnull=True)
+    assert left.count() == 5
+    assert all(delivery.updated_at == before[delivery.id] for delivery in left)  # not written
+    assert all(delivery.next_attempt_at <= timezone.now() for delivery in left)  # due: first when room comes back
+    assert batch.wake_in is not None and 0 < batch.wake_in <= 0.5
+
+
+@pytest.mark.django_db
+def test_a_subscription_at_its_cap_does_not_crowd_the_others_out_of_a_batch(organization) -> None:
+    capped = subscribe(organization, max_in_flight=2)
+    record(organization, 10)  # its backlog leads the queue
+    relay_pending(batch_size=100)
+    other = subscribe(organization)
+    record(organization, 3)
+    relay_pending(batch_size=100)
+    Delivery.objects.filter(subscription=capped).update(next_attempt_at=timezone.now() - timedelta(seconds=10))
+    first = claim_due(batch_size=5, token=uuid.uuid4())
+    assert (taken_by(first, capped), taken_by(first, other)) == (2, 0)
+
+    second = claim_due(batch_size=5, token=uuid.uuid4())
+
+    assert isinstance(second, ClaimedBatch)
+    assert (taken_by(second, capped), taken_by(second, other), second.capped) == (0, 3, True)
+    assert Delivery.objects.filter(subscription=capped, claim_token__isnull=True).count() == 11  # 13 less 2
+
+
+@pytest.mark.django_db
+def test_a_claim_that_caps_held_nothing_back_says_so(organization) -> None:
+    subscribe(organization, max_in_flight=3)
+    record(organization, 2)
+    relay_pending(batch_size=100)
+
+    batch = claim_due(batch_size=100, token=uuid.uuid4())
+
+    assert isinstance(batch, ClaimedBatch)
+    assert (len(batch), batch.capped, batch.wake_in) == (2, False, None)
+
+
+@pytest.mark.django_db
 def test_the_default_cap_applies_to_a_subscription_without_its_own(organization, settings) -> None:
     settings.ESL_DEFAULT_MAX_IN_FLIGHT = 4
     default = subscribe(organization)
