@@ -375,6 +375,11 @@ if ESL_DEFAULT_MAX_IN_FLIGHT < 1:
     raise ImproperlyConfigured("ESL_DEFAULT_MAX_IN_FLIGHT must be at least 1.")
 ESL_RELAY_BATCH_SIZE = env_int("ESL_RELAY_BATCH_SIZE", 500)
 ESL_RELAY_POLL_SECONDS = env_duration("ESL_RELAY_POLL_SECONDS", 1)
+# Under load (the last relay pass found more than one event), a pass starts at most this often: the commits of that
+# moment share it, and its hand-over (docs/architecture.md, "The relay"). 0: a pass for every notification.
+ESL_RELAY_LINGER_MS = env_duration("ESL_RELAY_LINGER_MS", 10, unit="ms")
+if ESL_RELAY_LINGER_MS > 1000:
+    raise ImproperlyConfigured("ESL_RELAY_LINGER_MS must be at most 1000 (1 s): it delays every event under load.")
 RATE_LIMIT_EVENTS_HOUR = env_int("RATE_LIMIT_EVENTS_HOUR", 10000)
 PRESENCE_OFFLINE_DEBOUNCE_SECONDS = env_duration("PRESENCE_OFFLINE_DEBOUNCE", 5)
 PRESENCE_STALE_THRESHOLD_SECONDS = env_duration("PRESENCE_STALE_THRESHOLD", 180)

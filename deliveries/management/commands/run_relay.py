@@ -2,7 +2,10 @@
 
 Listens for the ``NOTIFY`` sent after each committing change, relays the outbox
 and wakes delivery workers; polls every ``ESL_RELAY_POLL_SECONDS`` regardless, so
-a missed notification costs at most that long. Publishes the wake-ups that the
+a missed notification costs at most that long. Under load, passes start at most
+every ``ESL_RELAY_LINGER_MS`` (``lingering()``): fewer, larger passes and
+hand-overs, for a few milliseconds of latency only while commits arrive faster
+than passes. Publishes the wake-ups that the
 code serving requests asks for (``sapien/events/wakeups.py``), since the web
 process holds no broker connection. Several relays may run at once.
 """
@@ -66,10 +69,11 @@ class Command(BaseCommand):
     def _stop(self, *args: Any) -> None:
         self.running = False
 
-    def _relay(self) -> None:
+    def _relay(self) -> int:
         result = relay_and_wake_workers()
         if result.events:
             logger.debug("Relayed %s events into %s deliveries.", result.events, result.deliveries)
+        return result.events
 
     def _listen_and_relay(self) -> None:
         listener = psycopg.connect(_conninfo(), autocommit=True)
@@ -77,18 +81,36 @@ class Command(BaseCommand):
             listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
             listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
             relay = True
+            last_pass, last_events = 0.0, 0
             while self.running:
                 if relay:
-                    self._relay()
+                    linger = lingering(since_last_pass=time.monotonic() - last_pass, last_events=last_events)
+                    if linger > 0:
+                        time.sleep(linger)
+                        self._publish_wakeups(list(listener.notifies(timeout=0)))  # this pass serves the outbox's
+                    last_pass = time.monotonic()
+                    last_events = self._relay()
                 ready, _, _ = select.select([listener.fileno()], [], [], settings.ESL_RELAY_POLL_SECONDS)
                 # Drain every queued notification: one relay pass serves all the outbox's, and the wake-ups asked
                 # for are published together; a poll that heard nothing relays.
                 heard = list(listener.notifies(timeout=0)) if ready else []
                 relay = not heard or any(notice.channel == OUTBOX_CHANNEL for notice in heard)
-                wakeups = [WakeUp.from_payload(notice.payload) for notice in heard if notice.channel == WAKEUP_CHANNEL]
-                requested_wakeups_publish(wakeup for wakeup in wakeups if wakeup is not None)
+                self._publish_wakeups(heard)
         finally:
             listener.close()
+
+    def _publish_wakeups(self, heard: list[psycopg.Notify]) -> None:
+        wakeups = [WakeUp.from_payload(notice.payload) for notice in heard if notice.channel == WAKEUP_CHANNEL]
+        requested_wakeups_publish(wakeup for wakeup in wakeups if wakeup is not None)
+
+
+def lingering(*, since_last_pass: float, last_events: int) -> float:
+    """How long the next pass waits, so that the commits of that moment share it (and its hand-over): under load
+    (the last pass found more than one event: commits arrive faster than passes), until ``ESL_RELAY_LINGER_MS``
+    after the last pass began; otherwise not at all, so that a lone event goes at once."""
+    if last_events < 2:
+        return 0.0
+    return max(settings.ESL_RELAY_LINGER_MS / 1000 - since_last_pass, 0.0)
 
 
 def _conninfo() -> str:

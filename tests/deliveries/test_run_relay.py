@@ -1,0 +1,117 @@
+"""The relay process's loop: a pass per notification while events come one at a time; under load, the commits of
+``ESL_RELAY_LINGER_MS`` share a pass; the wake-ups the web asks for are published."""
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, transaction
+
+from deliveries.management.commands import run_relay
+from deliveries.relay import RelayBatch
+from sapien.events.models import OutboxEntry
+from sapien.events.outbox import record_event
+from sapien.events.wakeups import DELIVER_DUE, WakeUp, wakeup_request
+from tests.support.processes import wait_until
+
+
+class RunningRelay:
+    """``manage.py run_relay``'s loop in a thread, with every pass's count of events and every publication kept."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.passes: list[int] = []
+        self.published: list[WakeUp] = []
+        relay = run_relay.relay_and_wake_workers
+
+        def counted() -> RelayBatch:
+            result = relay()
+            self.passes.append(result.events)
+            return result
+
+        monkeypatch.setattr(run_relay, "relay_and_wake_workers", counted)
+        monkeypatch.setattr(run_relay, "requested_wakeups_publish", lambda wakeups: self.published.extend(wakeups))
+        self.command = run_relay.Command()
+        self.command.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.command._listen_and_relay()
+        finally:
+            connection.close()
+
+    def __enter__(self) -> "RunningRelay":
+        self.thread.start()
+        wait_until(lambda: bool(self.passes), message="the first pass")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.command.running = False
+        self.thread.join(timeout=10)
+
+    def events_passes(self) -> list[int]:
+        """The passes that relayed something."""
+        return [events for events in self.passes if events]
+
+
+@pytest.fixture
+def relay_loop(transactional_db, settings, monkeypatch) -> Iterator[RunningRelay]:
+    settings.ESL_RELAY_POLL_SECONDS = 0.1
+    settings.ESL_RELAY_LINGER_MS = 500  # long enough that the test's commits fall inside it, whatever the machine
+    with RunningRelay(monkeypatch) as running:
+        yield running
+
+
+def commit_events(organization, count: int) -> None:
+    with transaction.atomic():
+        for _ in range(count):
+            record_event(organization_id=organization.id, event_type="system.ping", data={})
+
+
+def relayed() -> bool:
+    return not OutboxEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("since_last_pass", "last_events", "linger"),
+    [(0.0, 0, 0.0), (0.0, 1, 0.0), (0.002, 2, 0.008), (0.0, 40, 0.010), (0.010, 2, 0.0), (0.5, 3, 0.0)],
+)
+def test_a_pass_lingers_only_after_one_that_found_more_than_one_event(
+    settings, since_last_pass: float, last_events: int, linger: float
+) -> None:
+    settings.ESL_RELAY_LINGER_MS = 10
+
+    assert run_relay.lingering(since_last_pass=since_last_pass, last_events=last_events) == pytest.approx(linger)
+
+
+def test_no_linger_at_all_when_it_is_set_to_zero(settings) -> None:
+    settings.ESL_RELAY_LINGER_MS = 0
+
+    assert run_relay.lingering(since_last_pass=0.0, last_events=100) == 0.0
+
+
+def test_events_committed_one_at_a_time_each_get_their_own_pass(relay_loop: RunningRelay, organization) -> None:
+    for _ in range(3):
+        commit_events(organization, 1)
+        wait_until(relayed, message="relayed")
+
+    assert relay_loop.events_passes() == [1, 1, 1]
+
+
+def test_under_load_the_commits_of_the_linger_share_one_pass(relay_loop: RunningRelay, organization) -> None:
+    commit_events(organization, 2)  # a pass that finds two: commits outrun passes
+    wait_until(relayed, message="relayed")
+
+    for _ in range(3):  # three commits, each with its own notification, within the linger
+        commit_events(organization, 1)
+    wait_until(relayed, message="relayed")
+
+    assert relay_loop.events_passes() == [2, 3]
+
+
+def test_the_wake_ups_the_web_asks_for_are_published(relay_loop: RunningRelay) -> None:
+    wakeup_request(WakeUp(DELIVER_DUE, count=2))
+
+    wait_until(lambda: bool(relay_loop.published), message="published")
+    assert relay_loop.published == [WakeUp(DELIVER_DUE, count=2)]
