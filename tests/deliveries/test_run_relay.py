@@ -1,8 +1,10 @@
 """The relay process's loop: a pass per notification while events come one at a time; under load, the commits of
 ``ESL_RELAY_LINGER_MS`` share a pass; the wake-ups the web asks for are published."""
 
+import os
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +15,7 @@ from deliveries.relay import RelayBatch
 from sapien.events.models import OutboxEntry
 from sapien.events.outbox import record_event
 from sapien.events.wakeups import DELIVER_DUE, WakeUp, wakeup_request
-from tests.support.processes import wait_until
+from tests.support.processes import ROOT, wait_until
 
 
 class RunningRelay:
@@ -115,3 +117,15 @@ def test_the_wake_ups_the_web_asks_for_are_published(relay_loop: RunningRelay) -
 
     wait_until(lambda: bool(relay_loop.published), message="published")
     assert relay_loop.published == [WakeUp(DELIVER_DUE, count=2)]
+
+
+def test_a_linger_over_a_second_is_refused_at_start() -> None:
+    def start(linger: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sapien.settings", "ESL_RELAY_LINGER_MS": linger}
+        command = [sys.executable, "-c", "import django; django.setup()"]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+
+    refused, accepted = start("1001"), start("1s")
+
+    assert refused.returncode == 1 and "ESL_RELAY_LINGER_MS must be at most 1000" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
