@@ -25,6 +25,7 @@ class Config:
     drain_events: int  # (a2) events whose deliveries are held back and released at once
     hold_seconds: float = 300.0  # (g) how long one transaction stays open
     isolation_seconds: float = 30.0  # (f) each of the clean and the mixed run
+    isolation_rate: float | None = None  # (f) events/s; None: half of (a)'s delivery rate over its 21 subscriptions
     soak_seconds: float = 600.0
     soak_rate: float = 50.0
     profile_dir: Path | None = None  # --profile: py-spy collapsed stacks of phase (a) go here
@@ -37,7 +38,9 @@ class Config:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = _phases_config(args)
+    cfg = replace(_phases_config(args), isolation_rate=args.isolation_rate)
+    if args.isolation_seconds:
+        cfg = replace(cfg, isolation_seconds=args.isolation_seconds)
     if args.scale:
         return replace(cfg, peer=False, scale_sizes=args.scale_sizes or DEFAULT_SCALE_SIZES,
                        scale_repeats=args.scale_repeats, scale_days=args.scale_days,
@@ -68,6 +71,9 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--peer", action="store_true", help="run the peer even with --quick")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     parser.add_argument("--profile", action="store_true", help="py-spy the pipeline during (a) (needs py-spy)")
+    parser.add_argument("--isolation-rate", type=float, help="(f) at this many events/s instead of half of (a)'s "
+                        "delivery rate over its subscriptions: to compare runs whose (a) differ")  # fmt: skip
+    parser.add_argument("--isolation-seconds", type=float, help="(f) each run this long (default 30; 8 with --quick)")
     parser.add_argument("--ref", help="benchmark this git revision (exported with git archive) instead of the "
                         "working tree, e.g. --ref HEAD while the working tree is being edited")  # fmt: skip
     scale = parser.add_argument_group("scale (--scale runs only this: bench/phases/scale.py)")

@@ -36,8 +36,11 @@ RECORD_SLICE_SECONDS = 0.05
 # and find no room.
 WAKE_MARGIN_SECONDS = 0.05
 # How long a task waits for sends still in flight once it stopped claiming, before leaving them to the
-# process's straggler recorder and returning.
-STRAGGLER_SECONDS = 0.1
+# process's straggler recorder and returning: one record slice. The task holds its worker process meanwhile, so
+# every task with a slow receiver's send in it costs that long: at 0.1 s, one receiver answering after 2 s among
+# a hand-over's subscriptions kept both processes of a worker busy at 18.8 events/s, and the others' deliveries
+# queued behind them (bench (f): healthy first attempts' p99 3.0 s; one slice: 59 ms).
+STRAGGLER_SECONDS = RECORD_SLICE_SECONDS
 
 
 def record_finished(finished: InFlight) -> None:

@@ -24,7 +24,7 @@ def isolation_phase(
     2 s. Latency of the healthy subscriptions' first attempts, event timestamp -> receipt, in both.
     """
     subs = HEALTHY + FAILING + SLOW
-    rate = round(max(0.5 * sustained_deliveries_per_s / subs, 1.0), 1)
+    rate = cfg.isolation_rate or round(max(0.5 * sustained_deliveries_per_s / subs, 1.0), 1)
     bad = [f"{receiver_url}/fail?sub={i}" for i in range(FAILING)]
     bad += [f"{receiver_url}/slow?sub={i}" for i in range(SLOW)]
     runs: dict[str, IsolationRun] = {}
