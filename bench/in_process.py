@@ -1,5 +1,6 @@
 """What the in-process benchmarks (``bench.sendpath``, ``bench.filters``, ``bench.pass_cost``) share: a working
-directory, a database and Django, migrated, and where their figures go."""
+directory, a database and Django, migrated, the app's code of a revision against the bench's receiver, and where
+their figures go."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ROOT, free_port
+from bench.procs import HOST, ROOT, Proc, export_revision, free_port, stop_everything, wait_port
 from bench.progress import log
 
 RESULTS = ROOT / "bench" / "results"
@@ -74,3 +76,32 @@ def setup_django(database_url: str, **environ: str) -> None:
     django.setup()
     log("migrating")
     call_command("migrate", verbosity=0, interactive=False)
+
+
+def start_receiver(work: Path) -> str:
+    """``bench/receiver.py`` on a free loopback port, in its own process; returns its URL."""
+    port = free_port()
+    receiver = Proc("receiver", [sys.executable, str(ROOT / "bench" / "receiver.py"), "--port", str(port)],
+                    dict(os.environ), work)  # fmt: skip
+    wait_port(port, 30, receiver)
+    return f"http://{HOST}:{port}"
+
+
+@contextlib.contextmanager
+def app_against_receiver(
+    prefix: str, *, ref: str | None, name: str, receiver_url: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """In a working directory (``prefix``), the app's code (``ref``'s, exported, or the working tree's) first on the
+    path, a receiver (``bench/receiver.py`` unless ``receiver_url``) and Django against a migrated database named
+    ``name``, callbacks to loopback allowed: yields (the receiver's URL, the database's kind); every process stopped
+    and the directory removed on the way out."""
+    with work_dir(prefix) as work:
+        try:
+            app_root = export_revision(ref, work) if ref else ROOT
+            sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
+            receiver = receiver_url or start_receiver(work)
+            with database(work, name) as (database_url, kind):
+                setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
+                yield receiver, kind
+        finally:
+            stop_everything()

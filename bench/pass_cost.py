@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.in_process import database, setup_django, work_dir, write_results
-from bench.procs import ROOT, export_revision, stop_everything
+from bench.in_process import app_against_receiver, write_results
+from bench.procs import ROOT
 from bench.progress import log
 
 STAGES = ("record", "relay", "task")
@@ -143,20 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         log("--events and --subs must be positive")
         return 2
     started_at = datetime.now(UTC)
-    with work_dir("sapien-pass-cost-") as work:
-        try:
-            app_root = export_revision(args.ref, work) if args.ref else ROOT
-            sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
-            from bench.sendpath import start_receiver
-
-            receiver_url = start_receiver(work)
-            with database(work, "passcost") as (database_url, kind):
-                setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
-                result = measure(args, receiver_url)
-                result |= {"code": f"git {args.ref}" if args.ref else "working tree", "database": kind,
-                           "started_at": started_at.isoformat()}  # fmt: skip
-        finally:
-            stop_everything()
+    with app_against_receiver("sapien-pass-cost-", ref=args.ref, name="passcost") as (receiver_url, kind):
+        result = measure(args, receiver_url)
+        result |= {"code": f"git {args.ref}" if args.ref else "working tree", "database": kind,
+                   "started_at": started_at.isoformat()}  # fmt: skip
     path = write_results(result, started_at=started_at, name="pass-cost")
     report(result)
     print(f"\nresults: {path.relative_to(ROOT)}")

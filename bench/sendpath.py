@@ -30,23 +30,20 @@ import contextlib
 import dataclasses
 import http.client
 import math
-import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.in_process import database, setup_django, work_dir, write_results
-from bench.procs import HOST, ROOT, Proc, export_revision, free_port, stop_everything, wait_port
+from bench.in_process import app_against_receiver, write_results
+from bench.procs import HOST, ROOT
 from bench.progress import log
 from bench.results import SendPath, StageTime
 from bench.stats import median, ratio
 
-PYTHON = sys.executable
 NOTES = "x" * 600  # the bench's (a) bodies: a ~1 KB envelope
 
 # Stage keys, in the order printed; ``TOTAL`` adds those the worker runs for every delivery.
@@ -100,31 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         log("--deliveries, --subs and --repeats must be positive")
         return 2
     started_at = datetime.now(UTC)
-    with work_dir("sapien-sendpath-") as work:
-        try:
-            app_root = export_revision(args.ref, work) if args.ref else ROOT
-            sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
-            receiver_url = args.receiver_url or start_receiver(work)
-            with database(work, "sendpath") as (database_url, kind):
-                setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
-                from bench.report import sendpath_report  # here: it imports sapien, which must come from the app's root
+    running = app_against_receiver("sapien-sendpath-", ref=args.ref, name="sendpath", receiver_url=args.receiver_url)
+    with running as (receiver_url, kind):
+        from bench.report import sendpath_report  # here: it imports sapien, which must come from the app's root
 
-                result = measure(args, receiver_url, code=f"git {args.ref}" if args.ref else "working tree",
-                                 database=kind, started_at=started_at)  # fmt: skip
-        finally:
-            stop_everything()
+        result = measure(args, receiver_url, code=f"git {args.ref}" if args.ref else "working tree",
+                         database=kind, started_at=started_at)  # fmt: skip
     path = write_results(dataclasses.asdict(result), started_at=started_at, name="sendpath")
     sendpath_report(result)
     print(f"\nresults: {path.relative_to(ROOT)}")
     return 0
-
-
-def start_receiver(work: Path) -> str:
-    port = free_port()
-    receiver = Proc("receiver", [PYTHON, str(ROOT / "bench" / "receiver.py"), "--port", str(port)], dict(os.environ),
-                    work)  # fmt: skip
-    wait_port(port, 30, receiver)
-    return f"http://{HOST}:{port}"
 
 
 def measure(args: argparse.Namespace, receiver_url: str, *, code: str, database: str, started_at: datetime) -> SendPath:
