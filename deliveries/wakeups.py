@@ -3,7 +3,8 @@ Losing one only delays work until the next sweep. The code that serves requests 
 (``sapien/events/wakeups.py``), which publishes what it asks for here."""
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from django.conf import settings
 
@@ -22,12 +23,7 @@ def wake_delivery_workers(count: int = 1) -> None:
     # Here, not at the top: deliveries.tasks imports this module.
     from deliveries.tasks import deliver_due
 
-    for _ in range(max(1, min(count, settings.ESL_DELIVERY_WAKEUPS))):
-        try:
-            deliver_due.apply_async(retry=False)
-        except Exception:  # noqa: BLE001 - broker down: the beat sweep and the relay's poll recover
-            logger.warning("Could not reach the broker to wake delivery workers; the sweep will catch up.")
-            return
+    _publish(partial(deliver_due.apply_async, retry=False), copies=max(1, min(count, settings.ESL_DELIVERY_WAKEUPS)))
 
 
 def wake_delivery_workers_later(seconds: float) -> None:
@@ -36,10 +32,7 @@ def wake_delivery_workers_later(seconds: float) -> None:
     Never raises: the sweep is the fallback."""
     from deliveries.tasks import deliver_due
 
-    try:
-        deliver_due.apply_async(countdown=seconds, retry=False)
-    except Exception:  # noqa: BLE001 - broker down: the beat sweep catches up
-        logger.warning("Could not reach the broker to wake delivery workers; the sweep will catch up.")
+    _publish(partial(deliver_due.apply_async, countdown=seconds, retry=False))
 
 
 def requested_wakeups_publish(wakeups: Iterable[WakeUp]) -> None:
@@ -49,9 +42,17 @@ def requested_wakeups_publish(wakeups: Iterable[WakeUp]) -> None:
 
     for wakeup in wakeups_merged(list(wakeups)):
         copies = min(wakeup.count, settings.ESL_DELIVERY_WAKEUPS) if wakeup.task == DELIVER_DUE else 1
-        for _ in range(copies):
-            try:
-                deliver_due.app.send_task(wakeup.task, eta=wakeup.at, retry=False)
-            except Exception:  # noqa: BLE001 - broker down: the sweeps catch up
-                logger.warning("Could not reach the broker to publish a requested wake-up; the sweep will catch up.")
-                return
+        send = partial(deliver_due.app.send_task, wakeup.task, eta=wakeup.at, retry=False)
+        if not _publish(send, copies=copies):
+            return
+
+
+def _publish(send: Callable[[], object], *, copies: int = 1) -> bool:
+    """Calls ``send`` ``copies`` times, stopping at the first the broker refuses (logged): False then."""
+    for _ in range(copies):
+        try:
+            send()
+        except Exception:  # noqa: BLE001 - broker down: the beat sweeps (and the relay's poll) recover
+            logger.warning("Could not reach the broker to wake workers; the sweep will catch up.")
+            return False
+    return True

@@ -44,6 +44,12 @@ def published(monkeypatch) -> list[str]:
     return sent
 
 
+def subscribe(organization) -> Subscription:
+    return Subscription.objects.create(
+        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
+    )
+
+
 def heard(session: psycopg.Connection) -> list[WakeUp | None]:
     return [WakeUp.from_payload(notice.payload) for notice in session.notifies(timeout=0.3)]
 
@@ -91,9 +97,7 @@ def test_a_request_is_a_notify_on_the_wakeup_channel(listener) -> None:
 
 
 def test_a_redelivery_asks_the_relay_to_wake_a_worker_and_publishes_nothing(listener, published, api, organization):
-    subscription = Subscription.objects.create(
-        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
-    )
+    subscription = subscribe(organization)
     with transaction.atomic():
         event = record_event(organization_id=organization.id, event_type="person.created", data={})
     assert event is not None
@@ -114,9 +118,7 @@ def test_a_replay_asks_for_a_worker_per_batch_it_filled_and_publishes_nothing(
     listener, published, api, organization, settings
 ) -> None:
     settings.ESL_DELIVERY_BATCH_SIZE = 2
-    subscription = Subscription.objects.create(
-        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
-    )
+    subscription = subscribe(organization)
     with transaction.atomic():
         for _ in range(5):
             record_event(organization_id=organization.id, event_type="person.created", data={})
