@@ -4,6 +4,7 @@ import json
 import uuid
 
 import pytest
+from django.db.models.sql.compiler import SQLCompiler
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
@@ -242,3 +243,30 @@ def test_a_lone_surrogate_in_an_entitys_text_is_still_refused_with_drfs_message(
     assert not serializer.is_valid()
     assert serializer.errors["name"] == ["Surrogate characters are not allowed: U+D800."]
     assert PersonSerializer(data={"name": "Ada \U0001f600"}).is_valid()  # a character beyond the BMP is no surrogate
+
+
+def test_a_new_entitys_empty_children_compile_no_query(api: APIClient, monkeypatch) -> None:
+    """Its pets are known to be none: rendering them for its event and response builds no SQL to find that out."""
+    compiled: list[str] = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        compiled.append(self.query.model.__name__)
+        return as_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    response = api.post("/api/persons", {"name": "Ada"}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["pets"] == []
+    assert "Pet" not in compiled
+
+
+def test_each_serializer_has_fields_of_its_own() -> None:
+    first, second = PersonSerializer(), PersonSerializer()
+
+    for name in ("name", "status", "pets"):
+        assert first.fields[name] is not second.fields[name]
+        assert first.fields[name].parent is first and second.fields[name].parent is second
+    assert first.fields["pets"].child is not second.fields["pets"].child  # type: ignore[attr-defined]
+    assert first.fields["status"].choices == second.fields["status"].choices  # type: ignore[attr-defined]
