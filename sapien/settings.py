@@ -196,6 +196,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["sapien.core.permissions.HasRequiredScope"],
     "DEFAULT_PARSER_CLASSES": ["sapien.core.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["sapien.core.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "sapien.core.negotiation.ContentNegotiation",
     # Keyset cursors, newest first, no count; page sizes are sapien.core.pagination's (50, at most 200).
     "DEFAULT_PAGINATION_CLASS": "sapien.core.pagination.CursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

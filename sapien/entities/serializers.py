@@ -41,6 +41,14 @@ class NoSurrogateCharacters(ProhibitSurrogateCharactersValidator):
 NO_SURROGATES = NoSurrogateCharacters()
 
 
+def field_copy(field: Field) -> Field:
+    """A field for one serializer. DRF deep-copies each field, which makes it anew from its arguments (half of an
+    entity's validation); binding a field to its serializer sets only its own attributes (name, parent, source),
+    so a shallow copy of a plain field is as good, and shares with the others only what none of them changes:
+    its validators, choices and messages. A nested serializer binds its own fields and child: copied deeply."""
+    return copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
+
+
 class EntitySerializer(serializers.ModelSerializer):
     """Builds its fields from the model once per class, then gives each serializer a copy of them.
 
@@ -55,14 +63,13 @@ class EntitySerializer(serializers.ModelSerializer):
         built: dict[str, Field] | None = type(self).__dict__.get("_built_fields")
         if built is None:
             built = super().get_fields()
+            for field in built.values():
+                field.validators = [
+                    NO_SURROGATES if type(validator) is ProhibitSurrogateCharactersValidator else validator
+                    for validator in field.validators
+                ]
             type(self)._built_fields = built  # type: ignore[attr-defined]
-        fields = copy.deepcopy(built)  # DRF copies a field by making it anew, DRF's surrogate check included
-        for field in fields.values():
-            field.validators = [
-                NO_SURROGATES if type(validator) is ProhibitSurrogateCharactersValidator else validator
-                for validator in field.validators
-            ]
-        return fields
+        return {name: field_copy(field) for name, field in built.items()}
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         kept = instance.__dict__.pop(KEPT_REPRESENTATION, None)  # once: a later change renders anew
