@@ -316,7 +316,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # each request (CONN_MAX_AGE, a connection that errored, the health check after a database restart).
 CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# No acknowledgement emulation on Redis: a message is taken off its list when received, as the early
+# acknowledgement above says, and kombu keeps no copy of it to put back (two Redis transactions per message in the
+# worker's parent, and its sweeps of the copies). A wake-up lost with a worker costs a sweep interval, no more.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"ack_emulation": False}
 CELERY_TASK_DEFAULT_QUEUE = "sapien"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The Celery app is only ever a wake-up channel: PostgreSQL holds what is due.
