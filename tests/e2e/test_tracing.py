@@ -71,7 +71,7 @@ def test_with_tracing_on_the_request_outbox_relay_claim_and_attempt_spans_join_o
 ) -> None:
     # given the web, relay and worker processes exporting to a loopback collector (no beat: the relay relays)
     platform = platform_factory(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY=100)
-    port = free_port()
+    port = processes.free_port()
     platform.start(processes.web(platform.env, platform.log_dir, port))
     platform.relay()
     platform.worker()
@@ -122,14 +122,6 @@ def test_with_tracing_on_the_request_outbox_relay_claim_and_attempt_spans_join_o
     assert not any("the-receiver-s-credential" in str(value) for span in spans for value in span.attributes.values())
     # and it is the receiver's parent
     assert sent_parent == attempt.span_id
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening(port: int) -> bool:

@@ -23,12 +23,6 @@ NOT_FOUND = {"error": {"code": "not_found", "message": "Not found."}}
 ACCESS_LINE = re.compile(r'127\.0\.0\.1 \[[^\]]+\] "(?P<request>[^"]*)" (?P<status>\d{3}) \d+ \d+ms')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -39,7 +33,7 @@ def listening(port: int) -> bool:
 
 @pytest.fixture
 def web(transactional_db, tmp_path) -> Iterator[tuple[processes.Process, int]]:
-    port = free_port()
+    port = processes.free_port()
     env = processes.service_env(broker_url_for("redis"), LOG_LEVEL="INFO")
     server = processes.web(env, tmp_path, port).start()
     try:

@@ -1,5 +1,6 @@
 """Faults delay work but lose none of it: killed workers, a broker outage, many relays and workers."""
 
+import http.client
 import json
 import subprocess
 import sys
@@ -11,11 +12,25 @@ import pytest
 from deliveries.models import Delivery, DeliveryStatus
 from sapien.embedded import start_postgres, start_redis
 from tests.e2e.test_pipeline import subscribe
+from tests.support import processes
 from tests.support.platform import Platform
 from tests.support.processes import ROOT, wait_until
 from tests.support.receiver import RESET, ReceivedRequest, Receiver
 
 pytestmark = pytest.mark.e2e
+
+
+def health(port: int) -> tuple[int, str]:
+    """``/health``'s HTTP status and its verdict, through the web's one worker and its kept connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())["status"]
+    except OSError:
+        return 0, ""
+    finally:
+        connection.close()
 
 
 def delivered_pairs(receiver: Receiver) -> set[tuple[str, str]]:
@@ -179,6 +194,9 @@ def test_postgresql_restarting_under_load_loses_nothing(receiver: Receiver, tmp_
         ).stdout.strip()  # fmt: skip
         platform.start_all()
         restarted = platform.supervise()
+        web_port = processes.free_port()
+        web = platform.start(processes.web(env, tmp_path, web_port))
+        wait_until(lambda: health(web_port)[0] == 200, timeout=60, message="the web up, its connection kept")
         events = 60
         writer = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.pg_client", "write", organization_id, str(events)],
@@ -188,6 +206,9 @@ def test_postgresql_restarting_under_load_loses_nothing(receiver: Receiver, tmp_
         receiver.wait_for(10, timeout=60)  # deliveries are flowing
         postgres.restart()
         assert writer.wait(timeout=120) == 0
+        # The web worker's kept connection died with the server: its next request reconnects, no error.
+        assert health(web_port) == (200, "healthy")
+        assert web.popen is not None and web.popen.poll() is None
 
         wait_until(lambda: len(delivered_pairs(receiver)) == events * 2, timeout=120, message="every event delivered")
         print(

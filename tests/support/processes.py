@@ -5,6 +5,7 @@ Their command lines come from ``sapien.processes``, the same as ``make run``, th
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -90,6 +91,13 @@ def beat(env: dict[str, str], log_dir: Path) -> Process:
 
 def relay(name: str, env: dict[str, str], log_dir: Path) -> Process:
     return Process(name, sapien_processes.relay(), env, log_dir)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Any, timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> None:

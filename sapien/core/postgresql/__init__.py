@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend as Sapien uses it (``base.DatabaseWrapper``)."""
