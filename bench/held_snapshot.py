@@ -1,0 +1,93 @@
+"""A relay pass's cost as a held snapshot keeps relayed outbox entries: ``python -m bench.held_snapshot``.
+
+    DATABASE_URL=postgresql://… .venv/bin/python -m bench.held_snapshot [--kept 0,5000,20000,50000,100000]
+
+What (g) of the bench does to the relay: while one transaction holds an XID open, no entry deleted from the outbox
+after it began can be removed, and the relay's scan (``ORDER BY created_at``, from the oldest entry) walks them
+all. Django runs in this process against the (migrated) database ``DATABASE_URL`` names; an organization of its
+own with three subscriptions gets events in batches of 200, relayed at once, until the outbox has deleted each
+``--kept`` count of entries since the hold began; at each, the median and p90 of 20 one-event relay passes (the
+event written, then ``relay_batch``, as the relay does at low rates). The rows are left behind: use a scratch
+database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+# The repository's root, for ``sapien`` and the apps, when run as a script as well as with ``-m``.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+PASSES = 20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.held_snapshot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--kept", default="0,5000,20000,50000,100000", help="outbox entries kept by the hold")
+    args = parser.parse_args(argv)
+    if not os.environ.get("DATABASE_URL"):
+        parser.error("set DATABASE_URL to a migrated scratch database")
+    kept_counts = [int(count) for count in args.kept.split(",")]
+
+    import django
+
+    django.setup()
+    import psycopg
+    from django.db import transaction
+
+    from deliveries.relay import relay_batch
+    from sapien.core.services import organization_create
+    from sapien.events.outbox import record_event
+    from subscriptions.models import Subscription
+
+    organization = organization_create(name=f"held-snapshot-{uuid.uuid4()}", tier="enterprise")
+    for index in range(3):
+        Subscription.objects.create(
+            organization=organization, callback_url=f"http://127.0.0.1:9/{index}", events=["*"], secret="s" * 20
+        )
+
+    def write(count: int) -> None:
+        with transaction.atomic():
+            for _ in range(count):
+                record_event(organization_id=organization.id, event_type="person.created", data={"name": "x"})
+
+    def one_event_pass_ms() -> float:
+        write(1)
+        started = time.perf_counter()
+        relay_batch(batch_size=100, hand=True)
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(PASSES):  # warm-up: the connection, the prepared statement
+        one_event_pass_ms()
+    holder = psycopg.connect(os.environ["DATABASE_URL"])
+    print("outbox entries kept | one-event relay pass, median / p90 ms")
+    relayed = 0
+    try:
+        for kept in kept_counts:
+            if kept and holder.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                holder.execute("SELECT txid_current()")  # the hold: an XID open from here on
+            while relayed < kept:
+                write(200)
+                while relay_batch(batch_size=500, hand=True).events:
+                    pass
+                relayed += 200
+            times = sorted(one_event_pass_ms() for _ in range(PASSES))
+            print(f"{relayed:>19,} | {statistics.median(times):.2f} / {times[int(PASSES * 0.9) - 1]:.2f}", flush=True)
+            relayed += PASSES
+    finally:
+        holder.rollback()
+        holder.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
