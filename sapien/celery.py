@@ -8,6 +8,7 @@ import ctypes
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +31,24 @@ os.environ.setdefault("CELERY_SKIP_CHECKS", "true")
 logger = logging.getLogger(__name__)
 
 
-def _survive_redis_channel_close_after_connection_loss() -> None:
+def _patch_redis_channel(method: str, patched: Callable[[Any], Any]) -> None:
+    """Replaces kombu's ``redis.Channel.<method>`` with ``patched(original)``, once per process, and only with a
+    Redis broker: the transport imports redis-py, about 10 MB in every process that loads it."""
+    from django.conf import settings
+
+    if urlsplit(settings.CELERY_BROKER_URL).scheme not in REDIS_SCHEMES:
+        return
+    from kombu.transport import redis as kombu_redis
+
+    original = getattr(kombu_redis.Channel, method)
+    if getattr(original, "sapien_patched", False):
+        return
+    replacement = patched(original)
+    replacement.sapien_patched = True
+    setattr(kombu_redis.Channel, method, replacement)
+
+
+def _close_surviving_connection_loss(original_close: Any) -> Any:
     """Keeps a worker alive when Redis goes away (kombu 5.x, Redis transport).
 
     On a lost connection the worker closes its channel, and the channel tries to
@@ -38,18 +56,7 @@ def _survive_redis_channel_close_after_connection_loss() -> None:
     ``AttributeError: 'NoneType' object has no attribute 'hostname'``, which ends
     the worker. Our messages are only wake-ups (PostgreSQL holds what is due), so
     skipping that restore loses nothing; the worker then reconnects as usual.
-
-    Only with a Redis broker: the transport imports redis-py, about 10 MB in every process that loads it.
     """
-    from django.conf import settings
-
-    if urlsplit(settings.CELERY_BROKER_URL).scheme not in REDIS_SCHEMES:
-        return
-    from kombu.transport import redis as kombu_redis
-
-    original_close = kombu_redis.Channel.close
-    if getattr(original_close, "sapien_tolerant", False):
-        return
 
     def close(self: Any) -> None:
         try:
@@ -57,30 +64,15 @@ def _survive_redis_channel_close_after_connection_loss() -> None:
         except AttributeError:
             logger.warning("Broker connection already gone while closing a channel; reconnecting.")
 
-    close.sapien_tolerant = True  # type: ignore[attr-defined]
-    kombu_redis.Channel.close = close  # type: ignore[method-assign]
+    return close
 
 
-_survive_redis_channel_close_after_connection_loss()
-
-
-def _one_redis_client_per_channel() -> None:
+def _one_client_per_pool(original_create_client: Any) -> Any:
     """A kombu Redis channel builds a new ``redis.Redis`` for every command it sends outside its consumer's
     (each publish, each queue size): 70 µs of redis-py's set-up per command, for a client that holds nothing but
     its connection pool. Each channel keeps one per pool instead (a new pool after a reconnection gets a new
     client); a ``redis.Redis`` takes a connection from its pool for each command, so sharing one is safe.
-
-    Only with a Redis broker, as above.
     """
-    from django.conf import settings
-
-    if urlsplit(settings.CELERY_BROKER_URL).scheme not in REDIS_SCHEMES:
-        return
-    from kombu.transport import redis as kombu_redis
-
-    original_create_client = kombu_redis.Channel._create_client
-    if getattr(original_create_client, "sapien_cached", False):
-        return
 
     def _create_client(self: Any, asynchronous: bool = False) -> Any:
         if asynchronous:
@@ -90,11 +82,11 @@ def _one_redis_client_per_channel() -> None:
             kept = self.__dict__["_sapien_client"] = original_create_client(self)
         return kept
 
-    _create_client.sapien_cached = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._create_client = _create_client  # type: ignore[method-assign]
+    return _create_client
 
 
-_one_redis_client_per_channel()
+_patch_redis_channel("close", _close_surviving_connection_loss)
+_patch_redis_channel("_create_client", _one_client_per_pool)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
