@@ -22,6 +22,8 @@ class ClientRateThrottle(SimpleRateThrottle):
     scope = "client"
     # Not DRF's key: its value there was the list of request times, here it is one number.
     cache_format = "throttle-gcra_%(scope)s_%(ident)s"
+    num_requests: int | None  # the rate, as DRF's __init__ parsed it (absent from its type stubs)
+    duration: int | None
     wait_seconds: float | None = None
 
     def get_rate(self) -> str | None:
@@ -37,16 +39,15 @@ class ClientRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": application.client_id}
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        allowed, seconds = self.parse_rate(self.rate)
-        if not allowed or not seconds:
+        if not self.num_requests or not self.duration:
             return True
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        period = float(seconds)
+        period = float(self.duration)
         now = self.timer()
         whole_at = max(float(self.cache.get(self.key, now)), now)
-        moved = whole_at + period / allowed
+        moved = whole_at + period / self.num_requests
         if moved - now > period:
             self.wait_seconds = moved - now - period
             return False
