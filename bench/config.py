@@ -41,6 +41,8 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg = replace(_phases_config(args), isolation_rate=args.isolation_rate)
     if args.isolation_seconds:
         cfg = replace(cfg, isolation_seconds=args.isolation_seconds)
+    if args.hold_seconds:
+        cfg = replace(cfg, hold_seconds=args.hold_seconds)
     if args.scale:
         return replace(cfg, peer=False, scale_sizes=args.scale_sizes or DEFAULT_SCALE_SIZES,
                        scale_repeats=args.scale_repeats, scale_days=args.scale_days,
@@ -74,6 +76,8 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--isolation-rate", type=float, help="(f) at this many events/s instead of half of (a)'s "
                         "delivery rate over its subscriptions: to compare runs whose (a) differ")  # fmt: skip
     parser.add_argument("--isolation-seconds", type=float, help="(f) each run this long (default 30; 8 with --quick)")
+    parser.add_argument("--hold-seconds", type=float, help="(g) the transaction held this long (default 300; 20 "
+                        "with --quick): a quick run with a full hold")  # fmt: skip
     parser.add_argument("--ref", help="benchmark this git revision (exported with git archive) instead of the "
                         "working tree, e.g. --ref HEAD while the working tree is being edited")  # fmt: skip
     scale = parser.add_argument_group("scale (--scale runs only this: bench/phases/scale.py)")

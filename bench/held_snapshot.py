@@ -4,11 +4,14 @@
 
 What (g) of the bench does to the relay: while one transaction holds an XID open, no entry deleted from the outbox
 after it began can be removed, and the relay's scan (``ORDER BY created_at``, from the oldest entry) walks them
-all. Django runs in this process against the (migrated) database ``DATABASE_URL`` names; an organization of its
-own with three subscriptions gets events in batches of 200, relayed at once, until the outbox has deleted each
-``--kept`` count of entries since the hold began; at each, the median and p90 of 20 one-event relay passes (the
-event written, then ``relay_batch``, as the relay does at low rates). The rows are left behind: use a scratch
-database.
+all; and each subscription's in-flight state row (``subscriptions_sendstate``), which the relay's pass and the
+worker's record each update, keeps every version since, which each read of the row walks. Django runs in this
+process against the (migrated) database ``DATABASE_URL`` names; an organization of its own with three
+subscriptions gets events in batches of 200, relayed at once, and each state row ``--state-updates`` updates per
+event (as (a)'s one-event passes and records make), until the outbox has deleted each ``--kept`` count of entries
+since the hold began; at each, the median and p90 of 20 relay passes of one event (the event written, then
+``relay_batch``, as the relay does at low rates) and of 20 events (as it does when it falls behind). The rows are
+left behind: use a scratch database.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.held_snapshot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--kept", default="0,5000,20000,50000,100000", help="outbox entries kept by the hold")
+    parser.add_argument("--state-updates", type=int, default=2, help="updates of each state row per event kept")
     args = parser.parse_args(argv)
     if not os.environ.get("DATABASE_URL"):
         parser.error("set DATABASE_URL to a migrated scratch database")
@@ -60,16 +64,26 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(count):
                 record_event(organization_id=organization.id, event_type="person.created", data={"name": "x"})
 
-    def one_event_pass_ms() -> float:
-        write(1)
+    def pass_ms(events: int) -> float:
+        write(events)
         started = time.perf_counter()
         relay_batch(batch_size=100, hand=True)
         return (time.perf_counter() - started) * 1000
 
-    for _ in range(PASSES):  # warm-up: the connection, the prepared statement
-        one_event_pass_ms()
+    def update_states(times: int) -> None:
+        """As the relay's passes and the workers' records would: each a statement of its own, autocommitted."""
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn, conn.pipeline():
+            for _ in range(times):
+                conn.execute(
+                    "UPDATE subscriptions_sendstate SET taken = taken + 0 WHERE subscription_id = ANY(%s)",
+                    [subscription_ids],
+                )
+
+    for _ in range(PASSES):  # warm-up: the connection, the prepared statement, every state row
+        pass_ms(1)
+    subscription_ids = list(Subscription.objects.filter(organization=organization).values_list("id", flat=True))
     holder = psycopg.connect(os.environ["DATABASE_URL"])
-    print("outbox entries kept | one-event relay pass, median / p90 ms")
+    print("outbox entries kept | state row versions kept | relay pass of 1 event, median / p90 ms | of 20 events")
     relayed = 0
     try:
         for kept in kept_counts:
@@ -79,10 +93,18 @@ def main(argv: list[str] | None = None) -> int:
                 write(200)
                 while relay_batch(batch_size=500, hand=True).events:
                     pass
+                update_states(200 * args.state_updates)
                 relayed += 200
-            times = sorted(one_event_pass_ms() for _ in range(PASSES))
-            print(f"{relayed:>19,} | {statistics.median(times):.2f} / {times[int(PASSES * 0.9) - 1]:.2f}", flush=True)
-            relayed += PASSES
+            versions = relayed if holder.info.transaction_status != psycopg.pq.TransactionStatus.IDLE else 0
+            one = sorted(pass_ms(1) for _ in range(PASSES))
+            twenty = sorted(pass_ms(20) for _ in range(PASSES))
+            print(
+                f"{relayed:>19,} | {versions * args.state_updates:>23,} | "
+                f"{statistics.median(one):>7.2f} / {one[int(PASSES * 0.9) - 1]:.2f}"
+                f"{'':>24} | {statistics.median(twenty):>7.2f} / {twenty[int(PASSES * 0.9) - 1]:.2f}",
+                flush=True,
+            )
+            relayed += PASSES * 21
     finally:
         holder.rollback()
         holder.close()

@@ -180,16 +180,24 @@ def claim_limit_parameters() -> dict[str, int]:
     return {"default_cap": settings.ESL_DEFAULT_MAX_IN_FLIGHT, "in_line": max(settings.ESL_DELIVERY_BATCH_SIZE // 4, 1)}
 
 
-def born_claimable_sql(*, subscription: str, event: str) -> str:
-    """SQL true when the relay may birth a new delivery claimed: its subscription has no limit of its own and no
-    live throttle, and it stays within the default cap with what is in flight. Over the relay's fan-out rows."""
+def in_flight_sql(*, subscriptions: str) -> str:
+    """A CTE body: each of ``subscriptions``' (a SELECT of subscription ids) live in-flight count, read once per
+    statement (``subscription_id``, ``in_flight``; no row when it has no state yet). Read once per subscription
+    rather than once per new delivery: a state row updated many times while an old transaction is open keeps
+    every version, and each read of it walks them."""
     live = _live_flights_sql("st.flight_tokens", "st.flight_until", "st.flight_counts")
+    return f"""SELECT st.subscription_id, f.in_flight FROM {STATE} st CROSS JOIN LATERAL ({live}) f
+    WHERE st.subscription_id IN ({subscriptions})"""
+
+
+def born_claimable_sql(*, subscription: str, event: str, in_flight: str) -> str:
+    """SQL true when the relay may birth a new delivery claimed: its subscription has no limit of its own and no
+    live throttle, and it stays within the default cap with what is in flight (``in_flight``: its count from
+    ``in_flight_sql()``, NULL for none). Over the relay's fan-out rows."""
     return f"""({subscription}.rate_limit_per_second IS NULL AND {subscription}.max_in_flight IS NULL
         AND ({subscription}.throttled_until IS NULL OR {subscription}.throttled_until <= now())
         AND row_number() OVER (PARTITION BY {subscription}.id ORDER BY {event}.created_at, {event}.id)
-            + coalesce((SELECT f.in_flight FROM {STATE} st CROSS JOIN LATERAL ({live}) f
-                        WHERE st.subscription_id = {subscription}.id), 0)
-            <= %(default_cap)s)"""
+            + coalesce({in_flight}, 0) <= %(default_cap)s)"""
 
 
 def born_counted_sql(*, fanned: str) -> str:

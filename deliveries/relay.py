@@ -21,7 +21,7 @@ from django.db import transaction
 
 from deliveries.counters import counter_parameters, relay_counts_sql
 from deliveries.handoff import NOT_HANDING, HandedBatch, hand_parameters, hand_to_workers
-from deliveries.limits import born_claimable_sql, born_counted_sql, claim_limit_parameters
+from deliveries.limits import born_claimable_sql, born_counted_sql, claim_limit_parameters, in_flight_sql
 from deliveries.new_deliveries import BirthClaim, new_deliveries_sql
 from deliveries.ordering import born_claimable, delivery_ordering_key
 from deliveries.wakeups import wake_delivery_workers
@@ -49,6 +49,11 @@ FILTER_BODIES_SQL = """filtering AS MATERIALIZED (  -- once per organization of 
 ), filter_bodies AS MATERIALIZED (  -- (id, created_at): the event's partition only
     SELECT b.id, {body} AS body
     FROM filtered f JOIN events_event b ON b.id = f.id AND b.created_at = f.created_at"""
+
+# The subscriptions a batch's deliveries may be born claimed for: the fan-out's match without the payload filters.
+REACHABLE_SQL = """SELECT s.id FROM placed e JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
+    WHERE %(hand)s
+      AND CASE WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id ELSE s.active AND {matches} END"""
 
 RELAY_SQL = """
 WITH due AS MATERIALIZED (
@@ -83,12 +88,15 @@ WITH due AS MATERIALIZED (
                 THEN e.window_start + make_interval(secs => %(window)s) END AS not_before
     FROM claimed e
     LEFT JOIN quota q ON e.counted AND q.organization_id = e.organization_id AND q.window_start = e.window_start
+), flights AS MATERIALIZED (  -- deliveries/limits.py: what the subscriptions the batch may reach have in flight
+    {in_flight}
 ), {filter_bodies}
 ), fanned AS (
     {insert_deliveries}
     FROM placed e
     JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
     LEFT JOIN filter_bodies fb ON fb.id = e.id
+    LEFT JOIN flights fl ON fl.subscription_id = s.id
     WHERE CASE
         WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id
         ELSE s.active AND {matches} AND {filter_passes}
@@ -118,6 +126,7 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
     filter_passes=filter_passes_sql(body_jsonb="fb.body", payload_filter="s.filter"),
     count=relay_counts_sql(events="placed", deliveries="fanned"),
     born_counted=born_counted_sql(fanned="fanned"),
+    in_flight=in_flight_sql(subscriptions=REACHABLE_SQL.format(matches=patterns_match_sql("s.events", "e.type"))),
     insert_deliveries=new_deliveries_sql(
         event="e",
         subscription_id="s.id",
@@ -126,7 +135,7 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
         # when an ordered subscription's key must wait for its turn (deliveries/ordering.py).
         claim=BirthClaim(
             when=f"%(hand)s AND e.not_before IS NULL AND {born_claimable(subscription='s', event='e')}"
-            f" AND {born_claimable_sql(subscription='s', event='e')}",  # within its limits (deliveries/limits.py)
+            f" AND {born_claimable_sql(subscription='s', event='e', in_flight='fl.in_flight')}",  # deliveries/limits.py
             token="md5(%(hand_token)s || ((row_number() OVER () - 1) / %(hand_size)s)::text)::uuid",  # noqa: S106
             until="now() + make_interval(secs => %(hand_lease)s)",
         ),

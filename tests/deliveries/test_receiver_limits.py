@@ -355,6 +355,34 @@ def test_the_relay_births_claimed_only_within_limits_and_counts_what_it_births(o
     assert taken_by(claim_due(batch_size=100, token=uuid.uuid4()), default) == 0
 
 
+def state_rows_read() -> int:
+    """Rows of the state table this transaction's scans have read so far."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+            " WHERE relid = %s::regclass",
+            [SendState._meta.db_table],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_the_relay_reads_each_subscriptions_state_once_however_many_deliveries_it_births(organization) -> None:
+    # A state row updated many times while an old transaction stays open keeps every version, and each read of it
+    # walks them all: read once per delivery, a pass's cost grew with its batch times that history.
+    subscriptions = [subscribe(organization) for _ in range(3)]
+    record(organization, 1)
+    relay_pending(batch_size=100, hand_to=lambda batches: None)  # every subscription has its state row now
+    record(organization, 20)
+    before = state_rows_read()
+
+    relay_pending(batch_size=100, hand_to=lambda batches: None)
+
+    assert Delivery.objects.filter(claim_token__isnull=False).count() == 63  # all born claimed, within the cap
+    # Each subscription's row: once to decide what may be born claimed, once by the conflict check of adding to it.
+    assert state_rows_read() - before == 2 * len(subscriptions)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claims_share_one_cap(organization) -> None:
     capped = subscribe(organization, max_in_flight=5)
