@@ -15,11 +15,14 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from sapien.core.deferred_imports import JWCRYPTO, defer_imports
 from sapien.core.egress_proxy import parse_egress_proxy_url
 from sapien.core.tracing import configured as tracing_configured
 
 # Lets the admin and querysets take type parameters at run time (``ModelAdmin[Person]``).
 django_stubs_ext.monkeypatch()
+# cryptography (about 10 MB a process) only once OpenID Connect or signed tokens use it: sapien/core/deferred_imports.py
+defer_imports(*JWCRYPTO)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
