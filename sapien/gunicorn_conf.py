@@ -65,12 +65,18 @@ def post_fork(server: Any, worker: Any) -> None:
 def when_ready(server: Any) -> None:
     """In the master, once the application is loaded and before any worker is forked.
 
-    No database connection opened while loading may be shared by the workers; and what loading made is
-    frozen, so that a worker's collections never write to (and so copy) the pages it shares with the others.
+    The token endpoint's views are loaded here too (django-oauth-toolkit's, which load cryptography, deferred in
+    every other process: sapien/core/deferred_imports.py): every worker soon needs them, and loaded here they are
+    shared rather than loaded by each worker into pages of its own. The rest of the URLconf still loads in each
+    worker on its first request: loading it here would add 7 MB to the master for a few MB less per worker. No
+    database connection opened while loading may be shared by the workers; and what loading made is frozen, so
+    that a worker's collections never write to (and so copy) the pages it shares with the others.
     """
     if not server.cfg.preload_app:  # turned off on the command line: the master loaded nothing
         return
     from django.db import connections
+
+    import sapien.core.oauth_views  # noqa: F401 - loading it is the point
 
     connections.close_all()
     gc.collect()

@@ -80,6 +80,31 @@ def test_the_web_master_forks_its_loaded_application_without_a_connection_and_fr
         gc.unfreeze()
 
 
+# gunicorn's master as it loads the application, then readies itself to fork the workers.
+MASTER_READY = """
+import json, sys
+from types import SimpleNamespace
+from sapien.core.tracing import keep_opentelemetry_out_unless_configured
+keep_opentelemetry_out_unless_configured()
+import sapien.gunicorn_conf, sapien.wsgi
+loaded = lambda: ["oauth2_provider.views" in sys.modules, "cryptography.hazmat.bindings._rust" in sys.modules]
+before = loaded()
+sapien.gunicorn_conf.when_ready(SimpleNamespace(cfg=SimpleNamespace(preload_app=True)))
+print(json.dumps([before, loaded()]))
+"""
+
+
+def test_the_web_master_loads_the_token_endpoint_once_for_every_worker(db) -> None:
+    # cryptography is deferred in every process (sapien/core/deferred_imports.py); each web worker needs it for the
+    # token endpoint: loaded in the master, its pages are shared instead of each worker's own.
+    result = subprocess.run(
+        [sys.executable, "-c", MASTER_READY], cwd=ROOT, env=service_env("redis://127.0.0.1:9/0"),
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[False, False], [True, True]]
+
+
 def test_compose_and_the_dockerfile_start_each_role_through_sapien_processes() -> None:
     compose = yaml.safe_load((ROOT / "docker" / "compose.yml").read_text())
     commands = {name: compose["services"][name]["command"] for name in ROLES}
