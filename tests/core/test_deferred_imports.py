@@ -2,14 +2,13 @@
 
 import importlib
 import json
-import subprocess
 import sys
 import uuid
 
 import pytest
 
 from sapien.core.deferred_imports import DeferredModule, defer_imports
-from tests.support.processes import ROOT, service_env
+from tests.support.processes import python_json
 
 # What the relay and a Celery worker load: Django's apps (django-oauth-toolkit's models among them), the Celery app,
 # the relay and the tasks.
@@ -24,12 +23,7 @@ print(json.dumps(sorted(name for name in sys.modules if name.startswith("cryptog
 
 @pytest.mark.parametrize("broker", ["redis://127.0.0.1:9/0", "amqp://guest:guest@127.0.0.1:9//"])
 def test_the_relay_and_the_workers_load_no_cryptography(db, broker: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", WORKER_IMPORTS], cwd=ROOT, env=service_env(broker), capture_output=True, text=True,
-        check=True,
-    )  # fmt: skip
-
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert python_json(WORKER_IMPORTS, broker) == []
 
 
 def test_a_deferred_module_loads_when_an_attribute_is_first_read(tmp_path, monkeypatch) -> None:

@@ -12,7 +12,7 @@ import yaml
 from django.db import connection
 
 from sapien import gunicorn_conf, processes
-from tests.support.processes import ROOT, service_env
+from tests.support.processes import ROOT, python_json, service_env
 
 ROLES = {
     "web": processes.web(),
@@ -97,12 +97,7 @@ print(json.dumps([before, loaded()]))
 def test_the_web_master_loads_the_token_endpoint_once_for_every_worker(db) -> None:
     # cryptography is deferred in every process (sapien/core/deferred_imports.py); each web worker needs it for the
     # token endpoint: loaded in the master, its pages are shared instead of each worker's own.
-    result = subprocess.run(
-        [sys.executable, "-c", MASTER_READY], cwd=ROOT, env=service_env("redis://127.0.0.1:9/0"),
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[False, False], [True, True]]
+    assert python_json(MASTER_READY, "redis://127.0.0.1:9/0") == [[False, False], [True, True]]
 
 
 def test_compose_and_the_dockerfile_start_each_role_through_sapien_processes() -> None:
@@ -132,12 +127,7 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & {"celery"
 
 @pytest.mark.parametrize("broker", ["redis://127.0.0.1:9/0", "amqp://guest:guest@127.0.0.1:9//"])
 def test_the_web_process_loads_no_celery_and_no_broker_client(db, broker: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", WEB_IMPORTS], cwd=ROOT, env=service_env(broker), capture_output=True, text=True,
-        check=True,
-    )  # fmt: skip
-
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert python_json(WEB_IMPORTS, broker) == []
 
 
 def test_tasks_refuse_to_load_in_a_process_that_has_not_loaded_sapiens_celery_app(db) -> None:

@@ -3,10 +3,12 @@
 Their command lines come from ``sapien.processes``, the same as ``make run``, the Docker image and the bench.
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,16 @@ def beat(env: dict[str, str], log_dir: Path) -> Process:
 
 def relay(name: str, env: dict[str, str], log_dir: Path) -> Process:
     return Process(name, sapien_processes.relay(), env, log_dir)
+
+
+def python_json(code: str, broker_url: str) -> Any:
+    """Runs ``code`` in a new Python process with the services' environment (its imports start from nothing) and
+    returns the JSON its last line of output prints."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=service_env(broker_url), capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:
