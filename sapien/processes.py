@@ -8,6 +8,7 @@ keyword argument. Each command runs from the project root (where ``manage.py`` i
 - worker: one queue, ``sapien``; no gossip, mingle or event heartbeats, which Sapien does not use
   (nothing revokes tasks or watches worker events) and which cost broker traffic per worker. Started by
   ``sapien.worker`` rather than ``celery worker``, whose command line costs each process 8 MB of imports.
+- beat: ``sapien.beat`` rather than ``celery beat``, for the same reason.
 
 ``python -m sapien.processes ROLE`` replaces itself with the role's process (the Docker image's
 entry point); ``--print`` shows the command line instead. Defaults come from ``PORT``,
@@ -57,7 +58,7 @@ def worker(*, concurrency: int = 2, name: str | None = None, log_level: str = "I
 
 def beat(*, schedule: Path | str, log_level: str = "WARNING") -> list[str]:
     """``schedule`` is beat's state file. Run exactly one beat per deployment."""
-    return [PYTHON, "-m", "celery", "-A", "sapien", "beat", "--schedule", str(schedule), "--loglevel", log_level]
+    return [PYTHON, "-m", "sapien.beat", "--schedule", str(schedule), "--loglevel", log_level]
 
 
 def command_for(args: argparse.Namespace) -> list[str]:

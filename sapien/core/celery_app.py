@@ -1,7 +1,7 @@
 """A guard for the modules of Celery tasks: they load under Sapien's Celery app only.
 
 Each process that publishes imports the app (``sapien.celery``) from its entry point: ``manage.py`` (the relay),
-``sapien.worker``, beat (``celery -A sapien``) and the tests. The web process does not, and publishes nothing
+``sapien.worker``, beat (``sapien.beat``) and the tests. The web process does not, and publishes nothing
 (``sapien/events/wakeups.py``). Without the guard, a task imported in a process that forgot would bind to
 Celery's default app and publish to its default broker (amqp://localhost), where no worker listens.
 """
