@@ -50,10 +50,14 @@ FILTER_BODIES_SQL = """filtering AS MATERIALIZED (  -- once per organization of 
     SELECT b.id, {body} AS body
     FROM filtered f JOIN events_event b ON b.id = f.id AND b.created_at = f.created_at"""
 
-# The subscriptions a batch's deliveries may be born claimed for: the fan-out's match without the payload filters.
-REACHABLE_SQL = """SELECT s.id FROM placed e JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
-    WHERE %(hand)s
-      AND CASE WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id ELSE s.active AND {matches} END"""
+# Event ``e`` reaches subscription ``s`` (of its organization): its recipient, if it has one; else any active
+# subscription to its type ({matches}) that its payload filter, when asked ({filters}), lets through.
+REACHES_SQL = "CASE WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id ELSE s.active AND {matches}{filters} END"
+MATCHES_SQL = patterns_match_sql("s.events", "e.type")
+
+# The subscriptions a batch's deliveries may be born claimed for: those its events reach, filters aside.
+REACHABLE_SQL = f"""SELECT s.id FROM placed e JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
+    WHERE %(hand)s AND {REACHES_SQL.format(matches=MATCHES_SQL, filters="")}"""
 
 RELAY_SQL = """
 WITH due AS MATERIALIZED (
@@ -97,10 +101,7 @@ WITH due AS MATERIALIZED (
     JOIN subscriptions_subscription s ON s.organization_id = e.organization_id
     LEFT JOIN filter_bodies fb ON fb.id = e.id
     LEFT JOIN flights fl ON fl.subscription_id = s.id
-    WHERE CASE
-        WHEN e.recipient_id IS NOT NULL THEN s.id = e.recipient_id
-        ELSE s.active AND {matches} AND {filter_passes}
-    END
+    WHERE {reaches}
     ON CONFLICT (event_id, subscription_id, event_created_at) DO NOTHING
     RETURNING id, organization_id, event_created_at, claim_token, subscription_id
 ), born_counted AS (  -- deliveries/limits.py: the deliveries born claimed count as in flight
@@ -119,14 +120,13 @@ FROM (SELECT 1) AS one LEFT JOIN quota q ON true
 """.format(
     window_start=window_start_sql("created_at"),
     counted=counted_sql("type"),
-    matches=patterns_match_sql("s.events", "e.type"),
-    filter_bodies=FILTER_BODIES_SQL.format(
-        matches=patterns_match_sql("s.events", "e.type"), body=body_as_jsonb_sql("b.body")
+    filter_bodies=FILTER_BODIES_SQL.format(matches=MATCHES_SQL, body=body_as_jsonb_sql("b.body")),
+    reaches=REACHES_SQL.format(
+        matches=MATCHES_SQL, filters=" AND " + filter_passes_sql(body_jsonb="fb.body", payload_filter="s.filter")
     ),
-    filter_passes=filter_passes_sql(body_jsonb="fb.body", payload_filter="s.filter"),
     count=relay_counts_sql(events="placed", deliveries="fanned"),
     born_counted=born_counted_sql(fanned="fanned"),
-    in_flight=in_flight_sql(subscriptions=REACHABLE_SQL.format(matches=patterns_match_sql("s.events", "e.type"))),
+    in_flight=in_flight_sql(subscriptions=REACHABLE_SQL),
     insert_deliveries=new_deliveries_sql(
         event="e",
         subscription_id="s.id",
