@@ -161,7 +161,8 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
         fmt(g.duplicates)]])  # fmt: skip
     writes_report(broker, sapien, peer)
     d = sapien.d_api
-    table(f"[{broker}] (d) API create, closed loop, {threads} threads, no subscriptions", [
+    table(f"[{broker}] (d) API create, closed loop, {threads} threads, no subscriptions (subscribed: one that "
+          "matches no create)", [
         "ESL_ENABLED", "creates/s", "p50 ms", "p99 ms", "CPU ms/create", "foreign cores", "vs off",
         "vs PG INSERT 8 conns"],
         [[label, fmt(run_.req_per_s), fmt(run_.p50_ms, 1), fmt(run_.p99_ms, 1),
@@ -170,7 +171,8 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
          for label, run_ in d.runs.items()])  # fmt: skip
     print(
         f"  ratio on/off, creates/s (means): {fx(d.ratio_on_off)}; by CPU per create (off/on): "
-        f"{fx(d.cpu_ratio_off_on)} ({fmt(d.cpu_ms_on, 2)} vs {fmt(d.cpu_ms_off, 2)} ms)"
+        f"{fx(d.cpu_ratio_off_on)} ({fmt(d.cpu_ms_on, 2)} vs {fmt(d.cpu_ms_off, 2)} ms); subscribed/off: "
+        f"{fx(d.ratio_subscribed_off)} ({fmt(d.cpu_ms_subscribed, 2)} ms per create)"
     )
 
 

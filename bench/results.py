@@ -182,15 +182,19 @@ class ApiRun(LoadSummary):
 
 @dataclass(frozen=True)
 class ApiOnOff:
-    """(d): creates/s and CPU per create with the outbox on and off, means over the alternating runs."""
+    """(d): creates/s and CPU per create with the outbox on and off, means over the alternating runs; and on, for
+    an organization with a subscription that none of its creates match (each commit wakes the relay)."""
 
-    runs: dict[str, ApiRun]  # "true #1", "false #1", ...
+    runs: dict[str, ApiRun]  # "true #1", "false #1", "true, subscribed #1", ...
     on_req_per_s: float
     off_req_per_s: float
     ratio_on_off: float | None
     cpu_ms_on: float
     cpu_ms_off: float
     cpu_ratio_off_on: float | None
+    subscribed_req_per_s: float | None = None
+    ratio_subscribed_off: float | None = None
+    cpu_ms_subscribed: float | None = None
 
 
 @dataclass(frozen=True)

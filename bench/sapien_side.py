@@ -50,7 +50,7 @@ def tenant(args: argparse.Namespace) -> dict[str, object]:
     subscriptions = [
         str(
             subscription_create(
-                organization=organization, callback_url=f"{args.callback}?sub={index}", events=["person.created"]
+                organization=organization, callback_url=f"{args.callback}?sub={index}", events=args.events.split(",")
             ).id
         )
         for index in range(args.subs)
@@ -270,6 +270,7 @@ def main() -> None:
     tenant_parser.add_argument("--subs", type=int, required=True)
     tenant_parser.add_argument("--callback", required=True)
     tenant_parser.add_argument("--extra-callback", action="append", default=[])
+    tenant_parser.add_argument("--events", default="person.created", help="the --subs subscriptions' event types")
     probe = sub.add_parser("relay-probe")
     probe.add_argument("--max-batches", type=int, default=10_000)
     scale_tenant_parser = sub.add_parser("scale-tenant")

@@ -6,6 +6,13 @@ statement, then commit or roll back with it;
 with ``ESL_ASSERT_TRANSACTIONS`` a call outside one raises. After the commit one
 ``NOTIFY`` per transaction wakes the relay; it never runs inside the transaction,
 and a lost one only costs the relay's poll interval.
+
+Only an event that may have a receiver wakes the relay: one addressed to a
+subscription, or of an organization with an active subscription (the same
+statement asks; the subscriptions app says how, ``receivable_when()``). The others
+wait for the relay's next poll, at most ``ESL_RELAY_POLL_SECONDS``, to be counted
+against the quota and leave the outbox: an organization without subscriptions
+costs the relay one pass a second, not one per change.
 """
 
 import threading
@@ -26,16 +33,31 @@ from sapien.events.ordering import ordering_key
 
 OUTBOX_CHANNEL = "sapien_outbox"
 
-# The event and its outbox entry in one round trip; the entry carries what fan-out needs, so the relay never
-# reads (or rewrites) the event row.
-RECORD_SQL = f"""
+
+def record_sql(receivable: str) -> str:
+    """The event and its outbox entry in one round trip, returning whether the event may have a receiver
+    (``receivable``, SQL on the statement's parameters). The entry carries what fan-out needs, so the relay never
+    reads (or rewrites) the event row."""
+    return f"""
 WITH event AS (
     INSERT INTO {Event._meta.db_table} (id, organization_id, type, body, created_at, recipient_id, traceparent)
     VALUES (%(id)s, %(organization_id)s, %(type)s, %(body)s, %(created_at)s, %(recipient_id)s, %(traceparent)s)
 )
 INSERT INTO {OutboxEntry._meta.db_table} (created_at, event_id, organization_id, type, recipient_id, ordering_key)
 VALUES (%(created_at)s, %(id)s, %(organization_id)s, %(type)s, %(recipient_id)s, %(ordering_key)s)
+RETURNING recipient_id IS NOT NULL OR ({receivable})
 """
+
+
+# Until an app says who receives events (receivable_when), every event may have a receiver.
+RECORD_SQL = record_sql("true")
+
+
+def receivable_when(condition: str) -> None:
+    """Sets the SQL, on ``RECORD_SQL``'s parameters (``%(organization_id)s``, ``%(type)s``...), that is true when an
+    event not addressed to a subscription may have a receiver; called once, by the app that owns the receivers."""
+    global RECORD_SQL
+    RECORD_SQL = record_sql(condition)
 
 
 def notify_relay() -> None:
@@ -140,7 +162,9 @@ def record_prebuilt_event(
              "created_at": event.created_at, "recipient_id": event.recipient_id, "traceparent": event.traceparent,
              "ordering_key": ordering_key(event_type, body.get("data"))},
         )  # fmt: skip
+        (receivable,) = cursor.fetchone()
     event._state.adding = False
     event._state.db = connection.alias
-    _wake_relay_after_commit()
+    if receivable:
+        _wake_relay_after_commit()
     return event

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -65,6 +66,14 @@ def relay_loop(transactional_db, settings, monkeypatch) -> Iterator[RunningRelay
         yield running
 
 
+@pytest.fixture
+def relay_loop_polling_slowly(transactional_db, settings, monkeypatch) -> Iterator[RunningRelay]:
+    settings.ESL_RELAY_POLL_SECONDS = 0.5
+    settings.ESL_RELAY_LINGER_MS = 0
+    with RunningRelay(monkeypatch) as running:
+        yield running
+
+
 def commit_events(organization, count: int) -> None:
     with transaction.atomic():
         for _ in range(count):
@@ -110,6 +119,39 @@ def test_under_load_the_commits_of_the_linger_share_one_pass(relay_loop: Running
     wait_until(relayed, message="relayed")
 
     assert relay_loop.events_passes() == [2, 3]
+
+
+def test_an_event_that_wakes_nobody_is_relayed_by_the_next_poll(relay_loop: RunningRelay, organization) -> None:
+    # No active subscription: the commit sends no notification (sapien/events/outbox.py).
+    commit_events(organization, 1)
+
+    wait_until(relayed, message="relayed by a poll")
+    assert relay_loop.events_passes() == [1]
+
+
+def test_wake_up_requests_arriving_faster_than_the_poll_hold_no_pass_back(
+    relay_loop_polling_slowly, organization
+) -> None:
+    relay = relay_loop_polling_slowly
+    requesting = threading.Event()
+    relayed_while_requesting: list[bool] = []
+
+    def request_wake_ups() -> None:  # each request ends the relay's wait before its poll would
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (requesting.is_set() and relayed()):
+            wakeup_request(WakeUp(DELIVER_DUE, count=1))
+            time.sleep(0.05)
+        relayed_while_requesting.append(relayed())
+        connection.close()
+
+    requester = threading.Thread(target=request_wake_ups)
+    requester.start()
+    wait_until(lambda: len(relay.published) >= 3, message="wake-up requests heard")
+    commit_events(organization, 1)  # no active subscription: no notification of its own
+    requesting.set()
+    requester.join()
+
+    assert relayed_while_requesting == [True]
 
 
 def test_the_wake_ups_the_web_asks_for_are_published(relay_loop: RunningRelay) -> None:

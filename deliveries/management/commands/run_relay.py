@@ -1,8 +1,9 @@
 """``manage.py run_relay``: the outbox relay process.
 
-Listens for the ``NOTIFY`` sent after each committing change, relays the outbox
-and wakes delivery workers; polls every ``ESL_RELAY_POLL_SECONDS`` regardless, so
-a missed notification costs at most that long. Under load, passes start at most
+Listens for the ``NOTIFY`` sent after each committing change that may have a
+receiver, relays the outbox and wakes delivery workers; passes at least every
+``ESL_RELAY_POLL_SECONDS`` regardless, so a missed notification (or an event that
+sends none, ``sapien/events/outbox.py``) costs at most that long. Under load, passes start at most
 every ``ESL_RELAY_LINGER_MS`` (``lingering()``): fewer, larger passes and
 hand-overs, for a few milliseconds of latency only while commits arrive faster
 than passes. Publishes the wake-ups that the
@@ -92,9 +93,14 @@ class Command(BaseCommand):
                     last_events = self._relay()
                 ready, _, _ = select.select([listener.fileno()], [], [], settings.ESL_RELAY_POLL_SECONDS)
                 # Drain every queued notification: one relay pass serves all the outbox's, and the wake-ups asked
-                # for are published together; a poll that heard nothing relays.
+                # for are published together; a poll that heard nothing relays, and so does one a poll interval
+                # after the last pass, however many wake-up requests kept the select from timing out.
                 heard = list(listener.notifies(timeout=0)) if ready else []
-                relay = not heard or any(notice.channel == OUTBOX_CHANNEL for notice in heard)
+                relay = (
+                    not heard
+                    or any(notice.channel == OUTBOX_CHANNEL for notice in heard)
+                    or time.monotonic() - last_pass >= settings.ESL_RELAY_POLL_SECONDS
+                )
                 self._publish_wakeups(heard)
         finally:
             listener.close()
