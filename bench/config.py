@@ -43,6 +43,8 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg = replace(cfg, isolation_seconds=args.isolation_seconds)
     if args.hold_seconds:
         cfg = replace(cfg, hold_seconds=args.hold_seconds)
+    if args.api_requests:
+        cfg = replace(cfg, api_requests=args.api_requests)
     if args.scale:
         return replace(cfg, peer=False, scale_sizes=args.scale_sizes or DEFAULT_SCALE_SIZES,
                        scale_repeats=args.scale_repeats, scale_days=args.scale_days,
@@ -78,6 +80,8 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--isolation-seconds", type=float, help="(f) each run this long (default 30; 8 with --quick)")
     parser.add_argument("--hold-seconds", type=float, help="(g) the transaction held this long (default 300; 20 "
                         "with --quick): a quick run with a full hold")  # fmt: skip
+    parser.add_argument("--api-requests", type=int, help="(d) creates per run (default 600; 100 with --quick): "
+                        "longer runs, for a ratio that a burst of foreign load moves less")  # fmt: skip
     parser.add_argument("--ref", help="benchmark this git revision (exported with git archive) instead of the "
                         "working tree, e.g. --ref HEAD while the working tree is being edited")  # fmt: skip
     scale = parser.add_argument_group("scale (--scale runs only this: bench/phases/scale.py)")
