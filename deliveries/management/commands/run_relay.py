@@ -2,13 +2,13 @@
 
 Listens for the ``NOTIFY`` sent after each committing change that may have a
 receiver, relays the outbox and wakes delivery workers; passes at least every
-``ESL_RELAY_POLL_SECONDS`` regardless, so a missed notification (or an event that
-sends none, ``sapien/events/outbox.py``) costs at most that long. Under load, passes start at most
-every ``ESL_RELAY_LINGER_MS`` (``lingering()``): fewer, larger passes and
-hand-overs, for a few milliseconds of latency only while commits arrive faster
-than passes. Publishes the wake-ups that the
-code serving requests asks for (``sapien/events/wakeups.py``), since the web
-process holds no broker connection. Several relays may run at once.
+``ESL_RELAY_POLL_SECONDS`` regardless, so a missed notification (or an event
+that sends none, ``sapien/events/outbox.py``) costs at most that long. Under
+load, passes start at most every ``ESL_RELAY_LINGER_MS`` (``lingering()``):
+fewer, larger passes and hand-overs, for a few milliseconds of latency only
+while commits arrive faster than passes. Publishes the wake-ups that the code
+serving requests asks for (``sapien/events/wakeups.py``), since the web process
+holds no broker connection. Several relays may run at once.
 """
 
 import logging
