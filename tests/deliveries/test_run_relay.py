@@ -58,20 +58,23 @@ class RunningRelay:
         return [events for events in self.passes if events]
 
 
-@pytest.fixture
-def relay_loop(transactional_db, settings, monkeypatch) -> Iterator[RunningRelay]:
-    settings.ESL_RELAY_POLL_SECONDS = 0.1
-    settings.ESL_RELAY_LINGER_MS = 500  # long enough that the test's commits fall inside it, whatever the machine
+def running_relay(settings, monkeypatch, *, poll_seconds: float, linger_ms: float) -> Iterator[RunningRelay]:
+    """The relay's loop in a thread with these settings, set before it starts (its first wait reads them)."""
+    settings.ESL_RELAY_POLL_SECONDS = poll_seconds
+    settings.ESL_RELAY_LINGER_MS = linger_ms
     with RunningRelay(monkeypatch) as running:
         yield running
+
+
+@pytest.fixture
+def relay_loop(transactional_db, settings, monkeypatch) -> Iterator[RunningRelay]:
+    # A linger long enough that the test's commits fall inside it, whatever the machine.
+    yield from running_relay(settings, monkeypatch, poll_seconds=0.1, linger_ms=500)
 
 
 @pytest.fixture
 def relay_loop_polling_slowly(transactional_db, settings, monkeypatch) -> Iterator[RunningRelay]:
-    settings.ESL_RELAY_POLL_SECONDS = 0.5
-    settings.ESL_RELAY_LINGER_MS = 0
-    with RunningRelay(monkeypatch) as running:
-        yield running
+    yield from running_relay(settings, monkeypatch, poll_seconds=0.5, linger_ms=0)
 
 
 def commit_events(organization, count: int) -> None:
