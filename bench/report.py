@@ -329,7 +329,7 @@ SENDPATH_ROWS = {
     "record": "record: claims.record_outcomes, client side (real rows)",
     "record_outside_db": "  of which outside database calls (parameters, logging)",
     "total": "total",
-    "pool": "send through senders.SenderPool, 1 thread (not in total)",
+    "pool": "send through senders.SenderPool, as the worker (not in total)",
     "bare": "bare http.client keep-alive POST, same requests",
 }
 

@@ -452,8 +452,8 @@ class SendPath:
     """``python -m bench.sendpath``: the worker's Python work per delivery between claim and record, by stage.
 
     ``stages`` holds the medians over ``rounds``: "prepare", "send", "decide", "record", "record_outside_db",
-    "total" (the sum of ``total_stages``), "pool" (the sends through a one-thread SenderPool, not in the total)
-    and "bare" (http.client posting the same requests over one keep-alive connection).
+    "total" (the sum of ``total_stages``), "pool" (the sends through a SenderPool of the worker's concurrency, not in
+    the total) and "bare" (http.client posting the same requests over one keep-alive connection).
     """
 
     started_at: str

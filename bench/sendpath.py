@@ -12,7 +12,8 @@ and its record is timed per stage, with only public functions of ``deliveries``:
     decide    retry.decide, one ``now`` per batch (as the worker does)
     record    claims.record_outcomes on deliveries claimed for real (claim_due), client side; the part spent
               outside database calls (parameters, logging, subscription health) is its own row
-    pool      the same sends through senders.SenderPool with one thread: the worker's hand-off (not in the total)
+    pool      the same sends through senders.SenderPool at ESL_DELIVERY_CONCURRENCY, a batch submitted at once and
+              waited for in record slices, as the worker does: its hand-off to threads (not in the total)
     bare      http.client posting the same bodies and headers over one keep-alive connection: the floor
 
 The send stages run on deliveries claimed in memory (``ClaimedDelivery`` built from real events and
@@ -228,23 +229,27 @@ def one_round(
 
 
 def pool_clock(requests: list[Any], skipped: dict[str, str]) -> Clock | None:
-    """The sends through a one-thread ``SenderPool``, a batch submitted at once as the worker does."""
+    """The sends through a ``SenderPool`` of the worker's concurrency, a batch submitted at once and waited for in
+    record slices, as the worker does (``deliveries/dispatch.py``)."""
+    from concurrent.futures import ALL_COMPLETED, wait
+
     from django.conf import settings
 
     from deliveries.senders import SenderPool
 
     clock = Clock()
     try:
-        pool = SenderPool(concurrency=1, record=lambda finished: None, gather_seconds=0.05)
+        pool = SenderPool(concurrency=settings.ESL_DELIVERY_CONCURRENCY, record=lambda finished: None,
+                          gather_seconds=0.05)  # fmt: skip
     except TypeError as exc:
         skipped["pool"] = f"SenderPool(...) changed: {exc}"
         return None
     batch = settings.ESL_DELIVERY_BATCH_SIZE
     with clock.span():
         for start in range(0, len(requests), batch):
-            futures = [pool.submit(request) for request in requests[start : start + batch]]
-            for future in futures:
-                future.result()
+            in_flight = {pool.submit(request) for request in requests[start : start + batch]}
+            while in_flight:
+                _, in_flight = wait(in_flight, timeout=0.05, return_when=ALL_COMPLETED)
     return clock
 
 
