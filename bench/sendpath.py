@@ -365,11 +365,13 @@ def claim_for_real(organization_id: uuid.UUID, events_per_round: int, repeats: i
 
     Their events are recorded and relayed first, as the API and the relay would.
     """
+    from django.conf import settings
     from django.db import connection
 
     from deliveries.claims import claim_due
     from deliveries.relay import relay_pending
 
+    settings.ESL_DEFAULT_MAX_IN_FLIGHT = repeats * n  # every round is claimed up front: past a subscription's cap
     for _ in range(repeats):
         make_events(organization_id, events_per_round)
     relayed = relay_pending(batch_size=500)
