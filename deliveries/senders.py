@@ -144,11 +144,12 @@ class SenderPool:
                 elif share is not None and share > BUSY_ABOVE and self._places > 1:
                     self._places -= 1  # this thread gives its place up: the others keep the CPU busy
                     self._measured_from = (now, self._sent_cpu)
+                    self._work_queued.notify()  # the watcher may open it again, should they all stall
 
     def _more_places(self, share: float) -> int:
         """As many more places as would bring the senders' CPU share up to ``idle_below`` if each added as much as
-        those sending, at least one, and at most three times as many as there are (a share measured over a few
-        sends is rough), within the concurrency."""
+        those sending, at least one and at most three per place there is (a share measured over a few sends is
+        rough), within the concurrency."""
         wanted = math.ceil(self._places * self._idle_below / max(share, 0.001))
         return min(max(wanted, self._places + 1), 4 * self._places, self._concurrency) - self._places
 
@@ -166,7 +167,7 @@ class SenderPool:
             while True:
                 stalled_for = time.monotonic() - self._progress_at
                 if not self._waiting or self._places >= self._concurrency:
-                    self._work_queued.wait()  # sends to wait, or places given up, come with a submit's notice
+                    self._work_queued.wait()  # a submit to an empty queue, or a place given up, notifies it
                 elif stalled_for < self._stall_seconds:
                     self._work_queued.wait(self._stall_seconds - stalled_for)
                 else:
