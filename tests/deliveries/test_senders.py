@@ -12,7 +12,7 @@ import pytest
 
 from deliveries import transport
 from deliveries.senders import SenderPool
-from deliveries.transport import DeliveryRequest
+from deliveries.transport import DeliveryRequest, DeliveryResult
 from tests.support.receiver import ReceivedRequest, Receiver, Reply
 
 
@@ -32,6 +32,15 @@ def request(receiver: Receiver, path: str) -> DeliveryRequest:
     return DeliveryRequest(url=f"{receiver.url}{path}", body=b"{}", headers={"Content-Type": "application/json"})
 
 
+def send_all(senders: SenderPool, receiver: Receiver, paths: list[str]) -> list[DeliveryResult]:
+    """Submits a send to each path at once, waits for every result, and closes the receiver."""
+    try:
+        futures = [senders.submit(request(receiver, path)) for path in paths]
+        return [future.result(timeout=10) for future in futures]
+    finally:
+        receiver.close()
+
+
 def wait_until(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -42,11 +51,8 @@ def wait_until(condition, timeout: float = 10.0) -> None:
 def test_sends_that_never_stall_take_one_thread_in_the_order_submitted(loopback_callbacks) -> None:
     receiver = Receiver()
     senders = pool(concurrency=8, stall_seconds=5.0)  # no answer takes that long
-    try:
-        futures = [senders.submit(request(receiver, f"/{n}")) for n in range(40)]
-        results = [future.result(timeout=10) for future in futures]
-    finally:
-        receiver.close()
+
+    results = send_all(senders, receiver, [f"/{n}" for n in range(40)])
 
     assert [result.status_code for result in results] == [200] * 40
     assert [r.path for r in receiver.requests] == [f"/hooks/{n}" for n in range(40)]  # in the order submitted
@@ -129,11 +135,8 @@ def test_sends_waiting_on_their_receiver_open_places_while_the_cpu_stays_idle(lo
 
     receiver = Receiver(responder=answer_after_50_ms)
     senders = pool(concurrency=6, stall_seconds=5.0, idle_below=0.5)  # no stall: only the CPU rule opens places
-    try:
-        futures = [senders.submit(request(receiver, f"/{n}")) for n in range(30)]
-        results = [future.result(timeout=10) for future in futures]
-    finally:
-        receiver.close()
+
+    results = send_all(senders, receiver, [f"/{n}" for n in range(30)])
 
     assert [result.status_code for result in results] == [200] * 30
     assert senders.threads == 6  # each answer takes 50 ms, a send's CPU well under 1 ms: every place opened
