@@ -40,9 +40,9 @@ class SenderPool:
     Sends are taken in order by as few threads as keep the CPU busy: one to begin with, one more whenever those
     sending leave the CPU mostly idle, waiting on their receivers, up to ``concurrency``, one fewer whenever they
     keep it busier than one thread would (see ``IDLE_BELOW``). A thread that finds nothing left to send gives its
-    place up. Against receivers that answer at once one thread
-    sends a whole batch: threads contending for the interpreter's lock cost more CPU than the sends themselves
-    (``python -m bench.sendpath``); a slow receiver still holds only its own thread.
+    place up. Against receivers that answer at once one thread sends a whole batch: threads contending for the
+    interpreter's lock cost more CPU than the sends themselves (``python -m bench.sendpath``); a slow receiver
+    still holds only its own thread.
 
     Sender threads do pure I/O and never touch the database: the submitter decides and records each send, or
     hands it to ``adopt()``, whose recorder thread calls ``record`` with the sends finishing within
@@ -136,15 +136,24 @@ class SenderPool:
                 self._busy -= 1
                 self._progress_at = now
                 self._sent_cpu += cpu
-                share = self._senders_cpu_share(now)
-                if not self._waiting:
+                if self._waiting:
+                    self._fit_places_to_cpu(now)
+                else:
                     self._places = self._sending  # nothing left to send: this thread gives its place up
-                elif share is not None and share < self._idle_below and self._places < self._concurrency:
-                    self._open_places(self._more_places(share), now)
-                elif share is not None and share > BUSY_ABOVE and self._places > 1:
-                    self._places -= 1  # this thread gives its place up: the others keep the CPU busy
-                    self._measured_from = (now, self._sent_cpu)
-                    self._work_queued.notify()  # the watcher may open it again, should they all stall
+
+    def _fit_places_to_cpu(self, now: float) -> None:
+        """Opens places while the senders leave the CPU idle, gives this thread's up while they contend for it;
+        once ``MEASURE_SECONDS`` passed since the places last changed (the lock held, sends waiting)."""
+        since, sent_cpu = self._measured_from
+        if now - since < MEASURE_SECONDS:
+            return
+        share = (self._sent_cpu - sent_cpu) / (now - since)  # of a CPU, by the sends finished since
+        if share < self._idle_below and self._places < self._concurrency:
+            self._open_places(self._more_places(share), now)
+        elif share > BUSY_ABOVE and self._places > 1:
+            self._places -= 1  # this thread gives its place up: the others keep the CPU busy
+            self._measured_from = (now, self._sent_cpu)
+            self._work_queued.notify()  # the watcher may open it again, should they all stall
 
     def _more_places(self, share: float) -> int:
         """As many more places as would bring the senders' CPU share up to ``idle_below`` if each added as much as
@@ -152,14 +161,6 @@ class SenderPool:
         rough), within the concurrency."""
         wanted = math.ceil(self._places * self._idle_below / max(share, 0.001))
         return min(max(wanted, self._places + 1), 4 * self._places, self._concurrency) - self._places
-
-    def _senders_cpu_share(self, now: float) -> float | None:
-        """The share of a CPU the sends finished since the places last changed used, once ``MEASURE_SECONDS`` passed
-        (the lock held)."""
-        since, sent_cpu = self._measured_from
-        if now - since < MEASURE_SECONDS:
-            return None
-        return (self._sent_cpu - sent_cpu) / (now - since)
 
     def _open_places_on_stalls(self) -> None:
         """Opens a place each time ``stall_seconds`` pass with sends waiting and none finished."""
