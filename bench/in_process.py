@@ -95,13 +95,17 @@ def app_against_receiver(
     path, a receiver (``bench/receiver.py`` unless ``receiver_url``) and Django against a migrated database named
     ``name``, callbacks to loopback allowed: yields (the receiver's URL, the database's kind); every process stopped
     and the directory removed on the way out."""
+    started_in = os.getcwd()
     with work_dir(prefix) as work:
         try:
             app_root = export_revision(ref, work) if ref else ROOT
             sys.path.insert(0, str(app_root))  # before anything imports sapien or deliveries
+            # In it too: Celery's Django fix-up puts the working directory first on the path as the app is made.
+            os.chdir(app_root)
             receiver = receiver_url or start_receiver(work)
             with database(work, name) as (database_url, kind):
                 setup_django(database_url, ESL_ALLOW_PRIVATE_CALLBACKS="true")  # the receiver is on loopback
                 yield receiver, kind
         finally:
+            os.chdir(started_in)
             stop_everything()
