@@ -16,9 +16,7 @@ import socket
 from typing import Any
 
 from django.conf import settings
-from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 from urllib3.util import connection as urllib3_connection
 
@@ -101,32 +99,16 @@ class _ProxiedConnectionMixin:
 
 
 class ForwardedHTTPConnection(_ProxiedConnectionMixin, HTTPConnection):
-    """A plain-http callback, requested from the proxy in absolute form (the pool is given the whole URL)."""
+    """A plain-http callback, requested from the proxy in absolute form (``forwarding_headers`` go with it)."""
 
-    def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any) -> None:
-        authorization = egress_proxy().authorization
-        if authorization:
-            headers = {**(headers or {}), "Proxy-Authorization": authorization}
-        super().request(method, url, body=body, headers=headers, **kwargs)
+    forwards_absolute_urls = True  # plain-http requests name the whole URL (``deliveries/connections.py``)
+
+
+def forwarding_headers(headers: dict[str, str]) -> dict[str, str]:
+    """A forwarded request's headers: the proxy's credentials added, when it has any."""
+    authorization = egress_proxy().authorization
+    return {**headers, "Proxy-Authorization": authorization} if authorization else headers
 
 
 class TunnelledHTTPSConnection(_ProxiedConnectionMixin, HTTPSConnection):
     tunnels = True
-
-
-class ForwardedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = ForwardedHTTPConnection
-
-
-class TunnelledHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = TunnelledHTTPSConnection
-
-
-class ProxiedPoolManager(PoolManager):
-    """A pool manager whose connections all go through the egress proxy, one pool per callback origin."""
-
-    forwards_absolute_urls = True  # plain-http requests name the whole URL (``transport.Connections``)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool_classes_by_scheme = {"http": ForwardedHTTPConnectionPool, "https": TunnelledHTTPSConnectionPool}

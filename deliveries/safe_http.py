@@ -10,9 +10,7 @@ against the host name.
 import socket
 from typing import Any
 
-from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from subscriptions.internal_addresses import IPAddress, is_internal_address
@@ -51,19 +49,3 @@ class CheckedHTTPConnection(_CheckedConnectionMixin, HTTPConnection):
 
 class CheckedHTTPSConnection(_CheckedConnectionMixin, HTTPSConnection):
     pass
-
-
-class CheckedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = CheckedHTTPConnection
-
-
-class CheckedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = CheckedHTTPSConnection
-
-
-class PublicOnlyPoolManager(PoolManager):
-    """A pool manager whose connections can only reach public addresses."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool_classes_by_scheme = {"http": CheckedHTTPConnectionPool, "https": CheckedHTTPSConnectionPool}

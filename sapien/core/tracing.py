@@ -15,7 +15,6 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
@@ -101,44 +100,22 @@ def _span(
         yield current
 
 
-# What ``client_call()`` adds to the HTTP client span made in its block (urllib3's instrumentation makes the span).
-_client_call: ContextVar[tuple[Mapping[str, Any], list[Any]] | None] = ContextVar("sapien_client_call", default=None)
-
-
-def client_call(*, parent: str | None, attributes: Mapping[str, Any], links: Iterable[Any] = ()) -> Any:
-    """A context manager for one outgoing HTTP request, when tracing is on: urllib3's client span of the request made
-    in the block continues the trace of ``parent`` (a ``traceparent``; else the current span's), and carries
-    ``attributes`` and ``links``. Off, a ``nullcontext``."""
-    if not settings.ESL_OTEL_ENABLED:
-        return nullcontext()
-    return _client_call_block(parent, attributes, list(_span_contexts(links)))
-
-
-@contextmanager
-def _client_call_block(parent: str | None, attributes: Mapping[str, Any], links: list[Any]) -> Iterator[None]:
-    from opentelemetry import context
-
-    attached = context.attach(_context_of(parent)) if parent else None
-    extras = _client_call.set((attributes, links))
-    try:
-        yield
-    finally:
-        _client_call.reset(extras)
-        if attached is not None:
-            context.detach(attached)
-
-
-def _without_query(url: str) -> str:
+def without_query(url: str) -> str:
+    """``url`` as a span names it: a URL's query may hold credentials (a receiver's, a signed link's)."""
     return url.split("?", 1)[0]
 
 
-def _urllib3_request_hook(span: Any, *args: Any) -> None:
-    extras = _client_call.get()
-    if extras is not None and span.is_recording():
-        attributes, links = extras
-        span.set_attributes(attributes)
-        for link in links:
-            span.add_link(link)
+def set_http_outcome(span: Any, *, status_code: int | None, error: str = "") -> None:
+    """Records an outgoing HTTP request's outcome on its client ``span`` (``None`` when tracing is off): the answer's
+    status, and an error status for an answer of 400 or more, or for no answer at all (``error`` says why)."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    if status_code is not None:
+        span.set_attribute("http.status_code", status_code)
+    if status_code is None or status_code >= 400:
+        span.set_status(Status(StatusCode.ERROR, error or None))
 
 
 def add_links(span: Any, traceparents: Iterable[str | None], *, limit: int = 32) -> None:
@@ -225,8 +202,8 @@ def instrument() -> None:
     DjangoInstrumentor().instrument(excluded_urls=excluded)
     CeleryInstrumentor().instrument()
     PsycopgInstrumentor().instrument(skip_dep_check=True)
-    # A callback URL's query may hold the receiver's credentials: spans name the URL without it.
-    URLLib3Instrumentor().instrument(request_hook=_urllib3_request_hook, url_filter=_without_query)
+    # urllib3 carries the blob store's requests (boto3's); webhooks make their own span (deliveries/tracing.py).
+    URLLib3Instrumentor().instrument(url_filter=without_query)
 
 
 def start(*, service: str) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from deliveries import transport
+from deliveries import connections, transport
 from deliveries.claims import ClaimedEvent, ClaimedSubscription
 from deliveries.outbound import build_request
 from deliveries.transport import DeliveryRequest, post
@@ -60,7 +60,7 @@ def through(settings):
 def tls_receiver(tmp_path, monkeypatch) -> Iterator[TLSReceiver]:
     """An https receiver whose certificate stands in for certifi's bundle."""
     certificate = self_signed_certificate(tmp_path)
-    monkeypatch.setattr(transport.certifi, "where", lambda: str(certificate[0]))
+    monkeypatch.setattr(connections.certifi, "where", lambda: str(certificate[0]))
     receiver = TLSReceiver(certificate)
     yield receiver
     receiver.close()

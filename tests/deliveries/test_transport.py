@@ -7,6 +7,7 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
-from deliveries import transport
+from deliveries import connections, transport
 from deliveries.claims import ClaimedEvent, ClaimedSubscription
 from deliveries.models import RESPONSE_EXCERPT_CHARS
 from deliveries.outbound import build_request
@@ -178,6 +179,97 @@ def test_a_refused_connection_is_a_connection_error() -> None:
     assert "object at 0x" not in result.error
 
 
+@dataclass
+class KeepAliveServer:
+    """A receiver that answers every request on a connection with ``answer`` (and closes the connection after each
+    answer when ``close_after_answer``); it counts the connections it accepted and those the sender closed."""
+
+    answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    close_after_answer: bool = False
+    accepted: int = 0
+    closed_by_sender: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    answered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            while connection.recv(65536, socket.MSG_PEEK):
+                read_request(connection)
+                connection.sendall(self.answer)
+                if self.close_after_answer:
+                    connection.shutdown(socket.SHUT_RDWR)
+                    self.answered.release()
+                    return
+                self.answered.release()
+            self.closed_by_sender.release()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_sends_to_one_origin_share_one_keep_alive_connection() -> None:
+    server = KeepAliveServer()
+
+    results = [post(webhook_to(server.url)) for _ in range(3)]
+
+    assert [result.status_code for result in results] == [200, 200, 200]
+    assert server.accepted == 1
+    server.close()
+
+
+def test_a_connection_the_receiver_closed_while_idle_is_not_sent_on_again() -> None:
+    server = KeepAliveServer(close_after_answer=True)
+
+    first = post(webhook_to(server.url))
+    assert server.answered.acquire(timeout=5)  # and the connection closed: the sender holds it idle
+    second = post(webhook_to(server.url))
+
+    assert (first.status_code, second.status_code, second.error) == (200, 200, "")
+    assert server.accepted == 2
+    server.close()
+
+
+def test_a_chunked_answer_is_read_to_its_end_and_its_connection_kept() -> None:
+    chunked = b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    server = KeepAliveServer(answer=chunked)
+
+    results = [post(webhook_to(server.url)) for _ in range(2)]
+
+    assert [(result.status_code, result.response_excerpt) for result in results] == [(500, "abcde"), (500, "abcde")]
+    assert server.accepted == 1
+    server.close()
+
+
+def test_past_the_origins_kept_the_least_recently_used_origin_s_connection_is_closed(monkeypatch) -> None:
+    monkeypatch.setattr(connections, "MAX_ORIGINS", 1)
+    first, second = KeepAliveServer(), KeepAliveServer()
+
+    post(webhook_to(first.url))
+    assert not first.closed_by_sender.acquire(timeout=0.2)  # kept idle, for the next send to it
+    post(webhook_to(second.url))
+
+    assert first.closed_by_sender.acquire(timeout=5)
+    assert not second.closed_by_sender.acquire(timeout=0.2)
+    first.close()
+    second.close()
+
+
 def test_a_host_outside_ascii_is_sent_as_the_callback_check_encoded_it(receiver) -> None:
     """UTS 46 maps the full-width b to b; the check resolved xn--bcher-kva.example, and so does the send."""
     port = receiver.server.server_address[1]
@@ -248,7 +340,7 @@ def test_a_certificate_certifis_bundle_does_not_vouch_for_is_refused(tls_receive
 def test_a_certificate_the_bundle_vouches_for_is_accepted(tls_receiver, certificate, monkeypatch) -> None:
     """The same receiver, with its certificate standing in for certifi's bundle: the bundle is what decides."""
     url, received = tls_receiver
-    monkeypatch.setattr(transport.certifi, "where", lambda: str(certificate[0]))
+    monkeypatch.setattr(connections.certifi, "where", lambda: str(certificate[0]))
     transport._connections.reset()
 
     result = post(webhook_to(url))
@@ -260,7 +352,7 @@ def test_a_certificate_the_bundle_vouches_for_is_accepted(tls_receiver, certific
 def test_a_certificate_for_another_name_is_refused(tls_receiver, certificate, monkeypatch) -> None:
     """Vouched for by the bundle, but issued to 127.0.0.1 and reached as a name (which resolves to loopback here)."""
     url, received = tls_receiver
-    monkeypatch.setattr(transport.certifi, "where", lambda: str(certificate[0]))
+    monkeypatch.setattr(connections.certifi, "where", lambda: str(certificate[0]))
     transport._connections.reset()
 
     result = post(webhook_to(url.replace("127.0.0.1", "receiver.example")))
