@@ -99,7 +99,7 @@ def test_with_tracing_on_the_request_outbox_relay_claim_and_attempt_spans_join_o
     (served_request,) = served
     recorded = only(spans, "sapien.outbox.record", "sapien-web")
     claim = only(spans, "sapien.delivery.claim", "sapien-worker")
-    (attempt,) = [s for s in spans if s.kind == CLIENT and "sapien.delivery.id" in s.attributes]  # urllib3's
+    (attempt,) = [s for s in spans if s.kind == CLIENT and "sapien.delivery.id" in s.attributes]
     relayed = [s for s in spans if s.name == "sapien.outbox.relay" and s.attributes.get("sapien.relay.events") == 1]
     (relay,) = relayed
 
@@ -111,7 +111,7 @@ def test_with_tracing_on_the_request_outbox_relay_claim_and_attempt_spans_join_o
     assert relay.service == "sapien-relay"
     assert claim.trace_id == relay.trace_id != TRACE_ID
     assert claim.links_to(recorded)  # and the claim links to the write of the event it took
-    # the attempt (urllib3's span of the request) continues the event's trace from its write, and links to the claim
+    # the attempt (its own client span) continues the event's trace from its write, and links to the claim
     assert (attempt.name, attempt.service) == ("POST", "sapien-worker")
     assert (attempt.trace_id, attempt.parent_span_id) == (TRACE_ID, recorded.span_id)
     assert attempt.links_to(claim)
