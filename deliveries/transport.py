@@ -9,6 +9,7 @@ connection is closed rather than read on. The one proxy is ``ESL_EGRESS_PROXY_UR
 
 import http.client
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -94,12 +95,27 @@ def post(request: DeliveryRequest) -> DeliveryResult:
 
 
 def _read_excerpt(response: http.client.HTTPResponse, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the answer; raises ``IncompleteRead`` when it ends before its ``Content-Length``
-    (http.client raises it for a chunked answer cut short, and returns a short read otherwise)."""
-    excerpt = response.read(limit)
-    if response.length and len(excerpt) < limit:
-        raise http.client.IncompleteRead(excerpt, response.length)
-    return excerpt
+    """Up to ``limit`` bytes of the answer, decoded; raises ``IncompleteRead`` when it ends before its
+    ``Content-Length`` (http.client raises it for a chunked answer cut short, and returns a short read otherwise)."""
+    raw = response.read(limit)
+    if response.length and len(raw) < limit:
+        raise http.client.IncompleteRead(raw, response.length)
+    return _decoded(raw, response.getheader("Content-Encoding", ""), limit=limit)
+
+
+def _decoded(raw: bytes, encoding: str, *, limit: int) -> bytes:
+    """``raw`` decoded from gzip or deflate (the encodings every webhook says it accepts), to at most ``limit``
+    bytes; any other encoding, or an answer that does not decode, is kept as it came."""
+    encoding = encoding.strip().lower()
+    if not raw or encoding not in {"gzip", "x-gzip", "deflate"}:
+        return raw
+    # deflate as most servers send it (zlib's wrapper), then as some do (bare); gzip's wrapper, for gzip.
+    for window in (zlib.MAX_WBITS, -zlib.MAX_WBITS) if encoding == "deflate" else (16 + zlib.MAX_WBITS,):
+        try:
+            return zlib.decompressobj(window).decompress(raw, limit)
+        except zlib.error:
+            continue
+    return raw
 
 
 def stored_text(text: str) -> str:

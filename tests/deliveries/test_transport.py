@@ -1,11 +1,13 @@
 """The transport on loopback: what goes on the wire, what is read back, and every failure as an outcome."""
 
 import datetime as dt
+import gzip
 import ipaddress
 import socket
 import ssl
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,38 @@ def test_nul_bytes_in_an_answer_are_kept_as_replacement_characters_postgresql_ca
     result = post(webhook_to(receiver.url))
 
     assert result.response_excerpt == "no\ufffdpe \ufffd\ufffd\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),  # zlib's wrapper, as most servers send deflate
+        ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),  # bare, as some do
+    ],
+)
+def test_an_answer_in_an_encoding_the_request_accepts_is_kept_decoded(receiver, encoding, encode) -> None:
+    receiver.responder = always(500, {"Content-Encoding": encoding}, encode(b"database is down"))
+
+    result = post(webhook_to(receiver.url))
+
+    assert (result.status_code, result.response_excerpt) == (500, "database is down")
+
+
+def test_only_the_start_of_a_long_encoded_answer_is_decoded_and_kept(receiver) -> None:
+    receiver.responder = always(500, {"Content-Encoding": "gzip"}, gzip.compress(b"x" * 10_000_000))
+
+    result = post(webhook_to(receiver.url))
+
+    assert (result.status_code, result.response_excerpt) == (500, "x" * RESPONSE_EXCERPT_CHARS)
+
+
+def test_an_answer_that_does_not_decode_is_kept_as_it_came(receiver) -> None:
+    receiver.responder = always(502, {"Content-Encoding": "gzip"}, b"not gzip at all")
+
+    result = post(webhook_to(receiver.url))
+
+    assert (result.status_code, result.response_excerpt, result.error) == (502, "not gzip at all", "")
 
 
 def test_retry_after_is_read_from_the_answer(receiver) -> None:
