@@ -59,7 +59,10 @@ def post(request: DeliveryRequest) -> DeliveryResult:
         headers = forwarding_headers(request.headers) if route.forwarded else request.headers
         wire = connections.take(route)
         wire.set_timeouts(connect=settings.ESL_CONNECT_TIMEOUT_SECONDS, read=settings.ESL_READ_TIMEOUT_SECONDS)
-        wire.request("POST", route.target, body=request.body, headers=headers)
+        try:
+            wire.request("POST", route.target, body=request.body, headers=headers)
+        except BrokenPipeError:
+            pass  # a receiver may answer (413, say) and close before reading the whole body: its answer is read
         response = wire.getresponse()
         excerpt = _read_excerpt(response, RESPONSE_EXCERPT_CHARS * 4)
         if response.isclosed() and not response.will_close:
