@@ -8,6 +8,7 @@ connection is closed rather than read on. The one proxy is ``ESL_EGRESS_PROXY_UR
 """
 
 import http.client
+import ssl
 import time
 import zlib
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 
-from deliveries.connections import Connections, Wire
+from deliveries.connections import Connections
 from deliveries.egress import ProxyFailure, forwarding_headers
 from deliveries.models import RESPONSE_EXCERPT_CHARS
 from deliveries.per_process import PerProcess
@@ -52,30 +53,14 @@ _connections = PerProcess(Connections)
 def post(request: DeliveryRequest) -> DeliveryResult:
     started_at = timezone.now()
     started = time.perf_counter()
-    connections = _connections.get()
-    wire: Wire | None = None
     try:
-        route = connections.route(request.url)
-        headers = forwarding_headers(request.headers) if route.forwarded else request.headers
-        wire = connections.take(route)
-        wire.set_timeouts(connect=settings.ESL_CONNECT_TIMEOUT_SECONDS, read=settings.ESL_READ_TIMEOUT_SECONDS)
-        try:
-            wire.request("POST", route.target, body=request.body, headers=headers)
-        except BrokenPipeError:
-            pass  # a receiver may answer (413, say) and close before reading the whole body: its answer is read
-        response = wire.getresponse()
-        excerpt = _read_excerpt(response, RESPONSE_EXCERPT_CHARS * 4)
-        if response.isclosed() and not response.will_close:
-            connections.give_back(route, wire)  # read to its end: the connection is ready for the next request
-        else:
-            wire.close()  # a longer answer is not read on
-        wire = None
+        status_code, excerpt, retry_after = _exchange(request, limit=RESPONSE_EXCERPT_CHARS * 4)
         return DeliveryResult(
             started_at=started_at,
             duration_ms=int((time.perf_counter() - started) * 1000),
-            status_code=response.status,
+            status_code=status_code,
             response_excerpt=excerpt.decode("utf-8", "replace")[:RESPONSE_EXCERPT_CHARS],
-            retry_after=response.getheader("Retry-After"),
+            retry_after=retry_after,
         )
     except ProxyFailure as exc:  # the proxy failed, not the receiver
         error = f"proxy error: {_first_line(exc)}"
@@ -85,16 +70,41 @@ def post(request: DeliveryRequest) -> DeliveryResult:
         error = "timeout: ConnectTimeout"
     except TimeoutError:  # once connected: the TLS handshake, sending, waiting for the answer or the rest of it
         error = "timeout: ReadTimeout"
+    except ssl.SSLError as exc:  # a certificate refused among them (also a ValueError)
+        error = f"connection error: {_first_line(exc)}"
     except ValueError as exc:  # a URL or header that cannot be sent (urllib3's LocationValueError among them)
         error = f"request error: {_first_line(exc)}"
-    except (HTTPError, http.client.HTTPException, OSError) as exc:  # refused, reset, cut short, TLS, not HTTP...
+    except (HTTPError, http.client.HTTPException, OSError) as exc:  # refused, reset, cut short, not HTTP...
         error = f"connection error: {_first_line(exc)}"
-    finally:
-        if wire is not None:
-            wire.close()  # failed midway: nothing more is sent on it
     return DeliveryResult(
         started_at=started_at, duration_ms=int((time.perf_counter() - started) * 1000), error=error[:500]
     )
+
+
+def _exchange(request: DeliveryRequest, *, limit: int) -> tuple[int, bytes, str | None]:
+    """Sends ``request`` on a keep-alive connection to its origin and reads the answer: its status, at most
+    ``limit`` bytes of it (decoded), and its ``Retry-After``. The connection is kept for the next request only
+    when the answer was read to its end; a failure raises, and closes it."""
+    connections = _connections.get()
+    route = connections.route(request.url)
+    headers = forwarding_headers(request.headers) if route.forwarded else request.headers
+    wire = connections.take(route)
+    try:
+        wire.set_timeouts(connect=settings.ESL_CONNECT_TIMEOUT_SECONDS, read=settings.ESL_READ_TIMEOUT_SECONDS)
+        try:
+            wire.request("POST", route.target, body=request.body, headers=headers)
+        except BrokenPipeError:
+            pass  # a receiver may answer (413, say) and close before reading the whole body: its answer is read
+        response = wire.getresponse()
+        excerpt = _read_excerpt(response, limit)
+    except BaseException:
+        wire.close()  # failed midway: nothing more is sent on it
+        raise
+    if response.isclosed() and not response.will_close:
+        connections.give_back(route, wire)  # read to its end: ready for the next request
+    else:
+        wire.close()  # a longer answer is not read on
+    return response.status, excerpt, response.getheader("Retry-After")
 
 
 def _read_excerpt(response: http.client.HTTPResponse, limit: int) -> bytes:

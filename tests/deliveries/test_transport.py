@@ -367,6 +367,7 @@ def test_a_certificate_certifis_bundle_does_not_vouch_for_is_refused(tls_receive
     result = post(webhook_to(url))
 
     assert result.status_code is None
+    assert result.error.startswith("connection error: ")
     assert "CERTIFICATE_VERIFY_FAILED" in result.error
     assert received == []
 
@@ -392,5 +393,6 @@ def test_a_certificate_for_another_name_is_refused(tls_receiver, certificate, mo
     result = post(webhook_to(url.replace("127.0.0.1", "receiver.example")))
 
     assert result.status_code is None
+    assert result.error.startswith("connection error: ")
     assert "CERTIFICATE_VERIFY_FAILED" in result.error
     assert received == []
