@@ -216,10 +216,12 @@ def test_a_refused_connection_is_a_connection_error() -> None:
 @dataclass
 class KeepAliveServer:
     """A receiver that answers every request on a connection with ``answer`` (and closes the connection after each
-    answer when ``close_after_answer``); it counts the connections it accepted and those the sender closed."""
+    answer when ``close_after_answer``), over TLS with ``tls``; it counts the connections it accepted and those the
+    sender closed."""
 
     answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
     close_after_answer: bool = False
+    tls: ssl.SSLContext | None = None
     accepted: int = 0
     closed_by_sender: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     answered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
@@ -230,7 +232,8 @@ class KeepAliveServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
 
     def _accept(self) -> None:
         while True:
@@ -242,19 +245,42 @@ class KeepAliveServer:
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
-        with connection:
-            while connection.recv(65536, socket.MSG_PEEK):
-                read_request(connection)
-                connection.sendall(self.answer)
-                if self.close_after_answer:
-                    connection.shutdown(socket.SHUT_RDWR)
+        try:
+            with self.tls.wrap_socket(connection, server_side=True) if self.tls else connection as stream:
+                for _request in requests_on(stream):
+                    stream.sendall(self.answer)
                     self.answered.release()
-                    return
-                self.answered.release()
-            self.closed_by_sender.release()
+                    if self.close_after_answer:
+                        stream.shutdown(socket.SHUT_RDWR)
+                        return
+                self.closed_by_sender.release()
+        except OSError:
+            connection.close()
 
     def close(self) -> None:
         self.listener.close()
+
+
+def requests_on(stream: socket.socket) -> Iterator[bytes]:
+    """Each whole request sent on ``stream`` (head, then the body its Content-Length announces), until it closes."""
+    received = b""
+    while True:
+        while b"\r\n\r\n" not in received:
+            chunk = stream.recv(65536)
+            if not chunk:
+                return
+            received += chunk
+        head, _, rest = received.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        while len(rest) < length:
+            chunk = stream.recv(65536)
+            if not chunk:
+                return
+            rest += chunk
+        yield head + b"\r\n\r\n" + rest[:length]
+        received = rest[length:]
 
 
 def test_sends_to_one_origin_share_one_keep_alive_connection() -> None:
@@ -333,6 +359,21 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return certificate_path, key_path
+
+
+def test_sends_to_an_https_origin_share_one_connection_and_its_handshake(certificate, monkeypatch) -> None:
+    """The production case: a TLS handshake per delivery would cost more than the delivery."""
+    monkeypatch.setattr(connections.certifi, "where", lambda: str(certificate[0]))
+    transport._connections.reset()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*certificate)
+    server = KeepAliveServer(tls=tls)
+
+    results = [post(webhook_to(server.url)) for _ in range(3)]
+
+    assert [(result.status_code, result.error) for result in results] == [(200, "")] * 3
+    assert server.accepted == 1
+    server.close()
 
 
 @pytest.fixture
