@@ -37,12 +37,12 @@ class SenderPool:
     """Up to ``concurrency`` sending threads shared by every task of a process; held in a ``PerProcess`` (no fork
     copies it).
 
-    Sends are taken in order by as few threads as keep the CPU busy: one to begin with, one more whenever those
-    sending leave the CPU mostly idle, waiting on their receivers, up to ``concurrency``, one fewer whenever they
-    keep it busier than one thread would (see ``IDLE_BELOW``). A thread that finds nothing left to send gives its
-    place up. Against receivers that answer at once one thread sends a whole batch: threads contending for the
-    interpreter's lock cost more CPU than the sends themselves (``python -m bench.sendpath``); a slow receiver
-    still holds only its own thread.
+    Sends are taken in order by as few threads as keep the CPU busy: one to begin with, more whenever those
+    sending leave the CPU mostly idle, waiting on their receivers (as many as would keep it busy), up to
+    ``concurrency``, one fewer whenever they keep it busier than one thread would (see ``IDLE_BELOW``). A thread
+    that finds nothing left to send gives its place up. Against receivers that answer at once one thread sends a
+    whole batch: threads contending for the interpreter's lock cost more CPU than the sends themselves
+    (``python -m bench.sendpath``); a slow receiver still holds only its own thread.
 
     Sender threads do pure I/O and never touch the database: the submitter decides and records each send, or
     hands it to ``adopt()``, whose recorder thread calls ``record`` with the sends finishing within

@@ -142,19 +142,32 @@ def test_retry_after_is_read_from_the_answer(receiver) -> None:
     assert (result.status_code, result.retry_after) == (429, "120")
 
 
+def requests_on(stream: socket.socket) -> Iterator[bytes]:
+    """Each whole request sent on ``stream`` (head, then the body its Content-Length announces), until it closes."""
+    received = b""
+    while True:
+        while b"\r\n\r\n" not in received:
+            chunk = stream.recv(65536)
+            if not chunk:
+                return
+            received += chunk
+        head, _, rest = received.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        while len(rest) < length:
+            chunk = stream.recv(65536)
+            if not chunk:
+                return
+            rest += chunk
+        yield head + b"\r\n\r\n" + rest[:length]
+        received = rest[length:]
+
+
 def read_request(connection: socket.socket) -> bytes:
     """One whole request (head, then the body its Content-Length announces): a socket closed with unread
     bytes would reset the connection rather than end it."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += connection.recv(65536) or pytest.fail("the connection closed before the request's end")
-    head, _, body = received.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += connection.recv(65536) or pytest.fail("the connection closed before the request's end")
-    return head + b"\r\n\r\n" + body
+    return next(requests_on(connection), None) or pytest.fail("the connection closed before the request's end")
 
 
 def one_answer_server(answer: Callable[[socket.socket], None]) -> str:
@@ -259,28 +272,6 @@ class KeepAliveServer:
 
     def close(self) -> None:
         self.listener.close()
-
-
-def requests_on(stream: socket.socket) -> Iterator[bytes]:
-    """Each whole request sent on ``stream`` (head, then the body its Content-Length announces), until it closes."""
-    received = b""
-    while True:
-        while b"\r\n\r\n" not in received:
-            chunk = stream.recv(65536)
-            if not chunk:
-                return
-            received += chunk
-        head, _, rest = received.partition(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-        )
-        while len(rest) < length:
-            chunk = stream.recv(65536)
-            if not chunk:
-                return
-            rest += chunk
-        yield head + b"\r\n\r\n" + rest[:length]
-        received = rest[length:]
 
 
 def test_sends_to_one_origin_share_one_keep_alive_connection() -> None:
