@@ -16,7 +16,7 @@ class Config:
     events: int  # (a) K events
     subs: int  # M subscriptions per organization
     threads: int  # client threads of the load generator
-    latency_seconds: float  # (b) each of the two rates
+    latency_seconds: float  # (b) each of its three rates
     relay_events: int  # (c) outbox rows
     api_requests: int  # (d) creates per on/off run
     limit_seconds: float  # each physical-limit probe

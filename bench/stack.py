@@ -158,7 +158,10 @@ class SapienStack:
 
     def _commands(self) -> dict[str, list[str]]:
         """``sapien.processes``' command lines, as ``make run`` and the Docker image run them, without an access log;
-        the benchmarked revision's own (``--ref``), whose processes may start otherwise than this checkout's."""
+        the benchmarked revision's own (``--ref``), whose processes may start otherwise than this checkout's. A
+        revision from before ``sapien/processes.py`` (8afac02) gets the command lines the bench gave it then."""
+        if not (self.app_root / "sapien" / "processes.py").exists():
+            return self._commands_before_processes_module()
         processes = processes_of(self.app_root)
         return {
             "web": processes.web(host=HOST, port=self.web_port, workers=2, access_log=False, log_level="warning"),
@@ -166,6 +169,17 @@ class SapienStack:
             "worker": processes.worker(concurrency=2, name=f"bench-{uuid.uuid4().hex[:6]}@%h", log_level="WARNING"),
             "beat": processes.beat(schedule=self.work_dir / "celerybeat-schedule", log_level="WARNING"),
         }
+
+    def _commands_before_processes_module(self) -> dict[str, list[str]]:
+        return {
+            "web": [PYTHON, "-m", "gunicorn", "sapien.wsgi", "--bind", f"{HOST}:{self.web_port}", "--workers", "2",
+                    "--graceful-timeout", "5", "--log-level", "warning"],
+            "relay": [PYTHON, "manage.py", "run_relay"],
+            "worker": [PYTHON, "-m", "celery", "-A", "sapien", "worker", "--loglevel", "WARNING",
+                       "--concurrency", "2", "-Q", "sapien", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"],
+            "beat": [PYTHON, "-m", "celery", "-A", "sapien", "beat", "--loglevel", "WARNING",
+                     "--schedule", str(self.work_dir / "celerybeat-schedule")],
+        }  # fmt: skip
 
     def start(self, *names: str, **env_overrides: str) -> None:
         commands = self._commands()

@@ -61,8 +61,9 @@ def delivery_phases(
     bodies: Callable[[str], BodyFactory], title: str, targets: Callable[[], dict[str, int]],
     stages: Stages | None = None, writes_url: str | None = None,
 ) -> DeliveryPhases:  # fmt: skip
-    """Warm-up, (a) sustained throughput, (b) latency at 100 events/s and at 80 % of (a)'s event rate; with
-    ``writes_url``, (a)'s writes to that database."""
+    """Warm-up, (a) sustained throughput, (b) latency at 100 events/s (the same load for every system), at half
+    of (a)'s event rate (where the latency target is set) and at 80 % of it; with ``writes_url``, (a)'s writes to
+    that database."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
     def phase(tag: str, count: int, rate: float | None = None, profile: bool = False) -> DeliveryPhase:
@@ -93,7 +94,9 @@ def delivery_phases(
             f"{fmt(w.wal_bytes_per_delivery)} WAL bytes")  # fmt: skip
     b_latency = []
     event_rate = a.events_per_s or 10.0
-    for label, rate in (("fixed 100/s", FIXED_RATE), ("80% of (a)", round(0.8 * event_rate, 1))):
+    rates = (("fixed 100/s", FIXED_RATE), ("50% of (a)", round(0.5 * event_rate, 1)),
+             ("80% of (a)", round(0.8 * event_rate, 1)))  # fmt: skip
+    for label, rate in rates:
         log(f"{title} (b) latency at {rate} events/s for {cfg.latency_seconds:.0f} s")
         b = replace(phase(f"b{rate}", max(int(rate * cfg.latency_seconds), 1), rate), label=label)
         b_latency.append(b)
