@@ -1,5 +1,6 @@
-"""The relay process's loop: a pass per notification while events come one at a time; under load, the commits of
-``ESL_RELAY_LINGER_MS`` share a pass; the wake-ups the web asks for are published."""
+"""The relay process's loop: a pass per notification while events come one at a time; under load (a pass found
+several, or events arrive faster than ``ESL_RELAY_LINGER_MS``), the commits of a linger share a pass; the wake-ups
+the web asks for are published."""
 
 import os
 import subprocess
@@ -87,22 +88,60 @@ def relayed() -> bool:
     return not OutboxEntry.objects.exists()
 
 
+def paced(passes: list[tuple[float, int]]) -> run_relay.PassPacing:
+    """Pacing after passes that began at these times (seconds) and relayed these many events."""
+    pacing = run_relay.PassPacing()
+    for started, events in passes:
+        pacing.passed(started=started, events=events)
+    return pacing
+
+
+def steady(*, every: float, seconds: float = 1.0, start: float = 100.0) -> list[tuple[float, int]]:
+    """One event per pass, a pass every ``every`` seconds for ``seconds``."""
+    return [(start + n * every, 1) for n in range(int(seconds / every))]
+
+
 @pytest.mark.parametrize(
     ("since_last_pass", "last_events", "linger"),
     [(0.0, 0, 0.0), (0.0, 1, 0.0), (0.002, 2, 0.008), (0.0, 40, 0.010), (0.010, 2, 0.0), (0.5, 3, 0.0)],
 )
-def test_a_pass_lingers_only_after_one_that_found_more_than_one_event(
+def test_after_a_lone_pass_that_found_more_than_one_event_the_next_waits_out_the_linger(
     settings, since_last_pass: float, last_events: int, linger: float
 ) -> None:
     settings.ESL_RELAY_LINGER_MS = 10
+    pacing = paced([(100.0, last_events)])
 
-    assert run_relay.lingering(since_last_pass=since_last_pass, last_events=last_events) == pytest.approx(linger)
+    assert pacing.delay(now=100.0 + since_last_pass) == pytest.approx(linger)
+
+
+def test_events_arriving_faster_than_the_linger_share_passes_though_each_pass_found_one(settings) -> None:
+    settings.ESL_RELAY_LINGER_MS = 10
+    pacing = paced(steady(every=0.006))  # 167 events/s, each alone in its pass
+
+    assert pacing.delay(now=pacing.last_start + 0.006) == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize("every", [0.010, 0.0125, 0.05])
+def test_events_arriving_no_faster_than_the_linger_each_go_at_once(settings, every: float) -> None:
+    settings.ESL_RELAY_LINGER_MS = 10
+    pacing = paced(steady(every=every))
+
+    assert pacing.delay(now=pacing.last_start + 0.002) == 0.0
+
+
+def test_a_busy_spell_is_forgotten_within_a_few_linger_windows(settings) -> None:
+    settings.ESL_RELAY_LINGER_MS = 10
+    busy = steady(every=0.004)
+    pacing = paced([*busy, (busy[-1][0] + 0.3, 1)])  # 300 ms (three windows) later, a lone event
+
+    assert pacing.delay(now=pacing.last_start + 0.002) == 0.0
 
 
 def test_no_linger_at_all_when_it_is_set_to_zero(settings) -> None:
     settings.ESL_RELAY_LINGER_MS = 0
+    pacing = paced([*steady(every=0.001), (101.0, 100)])
 
-    assert run_relay.lingering(since_last_pass=0.0, last_events=100) == 0.0
+    assert pacing.delay(now=101.0) == 0.0
 
 
 def test_events_committed_one_at_a_time_each_get_their_own_pass(relay_loop: RunningRelay, organization) -> None:

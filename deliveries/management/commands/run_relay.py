@@ -4,14 +4,15 @@ Listens for the ``NOTIFY`` sent after each committing change that may have a
 receiver, relays the outbox and wakes delivery workers; passes at least every
 ``ESL_RELAY_POLL_SECONDS`` regardless, so a missed notification (or an event
 that sends none, ``sapien/events/outbox.py``) costs at most that long. Under
-load, passes start at most every ``ESL_RELAY_LINGER_MS`` (``lingering()``):
+load, passes start at most every ``ESL_RELAY_LINGER_MS`` (``PassPacing``):
 fewer, larger passes and hand-overs, for a few milliseconds of latency only
-while commits arrive faster than passes. Publishes the wake-ups that the code
+while commits arrive faster than that. Publishes the wake-ups that the code
 serving requests asks for (``sapien/events/wakeups.py``), since the web process
 holds no broker connection. Several relays may run at once.
 """
 
 import logging
+import math
 import select
 import signal
 import time
@@ -82,15 +83,15 @@ class Command(BaseCommand):
             listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
             listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
             relay = True
-            last_pass, last_events = 0.0, 0
+            pacing = PassPacing()
             while self.running:
                 if relay:
-                    linger = lingering(since_last_pass=time.monotonic() - last_pass, last_events=last_events)
+                    linger = pacing.delay(now=time.monotonic())
                     if linger > 0:
                         time.sleep(linger)
                         self._publish_wakeups(list(listener.notifies(timeout=0)))  # this pass serves the outbox's
-                    last_pass = time.monotonic()
-                    last_events = self._relay()
+                    started = time.monotonic()
+                    pacing.passed(started=started, events=self._relay())
                 ready, _, _ = select.select([listener.fileno()], [], [], settings.ESL_RELAY_POLL_SECONDS)
                 # Drain every queued notification: one relay pass serves all the outbox's, and the wake-ups asked
                 # for are published together; a poll that heard nothing relays, and so does one a poll interval
@@ -99,7 +100,7 @@ class Command(BaseCommand):
                 relay = (
                     not heard
                     or any(notice.channel == OUTBOX_CHANNEL for notice in heard)
-                    or time.monotonic() - last_pass >= settings.ESL_RELAY_POLL_SECONDS
+                    or time.monotonic() - pacing.last_start >= settings.ESL_RELAY_POLL_SECONDS
                 )
                 self._publish_wakeups(heard)
         finally:
@@ -110,13 +111,45 @@ class Command(BaseCommand):
         requested_wakeups_publish(wakeup for wakeup in wakeups if wakeup is not None)
 
 
-def lingering(*, since_last_pass: float, last_events: int) -> float:
-    """How long the next pass waits, so that the commits of that moment share it (and its hand-over): under load
-    (the last pass found more than one event: commits arrive faster than passes), until ``ESL_RELAY_LINGER_MS``
-    after the last pass began; otherwise not at all, so that a lone event goes at once."""
-    if last_events < 2:
-        return 0.0
-    return max(settings.ESL_RELAY_LINGER_MS / 1000 - since_last_pass, 0.0)
+# Under load: commits lately arrive at least this many per linger interval, on average.
+BUSY_EVENTS_PER_LINGER = 1.25
+# The arrival rate is judged over about this many linger intervals (the time constant of its decay).
+RATE_WINDOW_LINGERS = 10
+
+
+class PassPacing:
+    """When the next relay pass may begin, so that under load the commits of a moment share a pass, its hand-over
+    and the worker's task for it: ``ESL_RELAY_LINGER_MS`` after the last pass began, once commits arrive faster
+    than that (the last pass found more than one event, or events lately averaged ``BUSY_EVENTS_PER_LINGER`` per
+    linger interval); otherwise at once, so that at moderate rates every event goes as soon as it is committed.
+
+    The rate as well as the last pass's count: commits that come evenly rarely find a pass running, even at the
+    machine's highest rate, and each had a pass (a hand-over, a task) of its own. Times are ``time.monotonic()``.
+    """
+
+    def __init__(self) -> None:
+        self.last_start = 0.0
+        self.last_events = 0
+        self.recent_events = 0.0  # events relayed lately, each counting for less as time passes
+
+    @staticmethod
+    def _linger() -> float:
+        return settings.ESL_RELAY_LINGER_MS / 1000
+
+    def delay(self, *, now: float) -> float:
+        """How long to wait before the next pass."""
+        linger = self._linger()
+        if linger <= 0:
+            return 0.0
+        busy = self.last_events > 1 or self.recent_events >= BUSY_EVENTS_PER_LINGER * RATE_WINDOW_LINGERS
+        return max(linger - (now - self.last_start), 0.0) if busy else 0.0
+
+    def passed(self, *, started: float, events: int) -> None:
+        """A pass that began at ``started`` relayed ``events``."""
+        window = RATE_WINDOW_LINGERS * self._linger()
+        decay = math.exp(-(started - self.last_start) / window) if window > 0 else 0.0
+        self.recent_events = self.recent_events * decay + events
+        self.last_start, self.last_events = started, events
 
 
 def _conninfo() -> str:
