@@ -97,12 +97,17 @@ FROM claim_again a LEFT JOIN claimed_rows r ON true
 """
 
 # A batch the relay handed over born claimed (``deliveries/handoff.py``): read, not written, and only while its
-# claim holds. The bounds are the message's values, so PostgreSQL plans the handed days' partitions only.
+# claim holds. Its plan is generic (sapien/settings.py): the bounds, the message's values, prune the days'
+# partitions when it starts. The rows are read by key alone (``handed``, materialized) and the claim checked on
+# them, so that no plan can read the queue's index of pending deliveries instead, however long the queue.
 HANDED_SQL = f"""
-WITH claimed AS (
-    SELECT id, attempt_count, event_id, event_created_at, subscription_id FROM deliveries_delivery
+WITH handed AS MATERIALIZED (
+    SELECT id, attempt_count, event_id, event_created_at, subscription_id, claim_token, status, claimed_until
+    FROM deliveries_delivery
     WHERE id = ANY(%(ids)s::uuid[]) AND event_created_at >= %(since)s AND event_created_at <= %(until)s
-      AND claim_token = %(token)s AND status = '{DeliveryStatus.PENDING}' AND claimed_until > now()
+), claimed AS (
+    SELECT id, attempt_count, event_id, event_created_at, subscription_id FROM handed
+    WHERE claim_token = %(token)s AND status = '{DeliveryStatus.PENDING}' AND claimed_until > now()
 ), events AS MATERIALIZED (
     SELECT id, type, body, organization_id, created_at, recipient_id, traceparent FROM events_event
     WHERE id = ANY(ARRAY(SELECT event_id FROM claimed)) AND created_at >= %(since)s AND created_at <= %(until)s

@@ -163,8 +163,12 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 # No JIT compilation: every statement here is short, and a cost estimate inflated by many partitions or a long
 # backlog would otherwise pay hundreds of milliseconds compiling a claim that runs in a few.
+# Generic plans for prepared statements (only the few of sapien/core/prepared.py are): PostgreSQL's own choice
+# re-plans, at every run, a statement whose partitions its parameters prune (a generic plan's cost counts every
+# partition, although it prunes them when it starts), and such planning cost more than the run.
 _DATABASE_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
-_DATABASE_OPTIONS["options"] = f"-c jit=off {_DATABASE_OPTIONS.get('options', '')}".strip()
+_PLANNER = "-c jit=off -c plan_cache_mode=force_generic_plan"
+_DATABASE_OPTIONS["options"] = f"{_PLANNER} {_DATABASE_OPTIONS.get('options', '')}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Request throttling counts in this cache: Redis shares the counts between processes.

@@ -2,8 +2,11 @@
 
 Django's cursors bind parameters on the client, so PostgreSQL parses and plans every statement anew. A
 cursor from ``prepared_cursor()`` binds on the server and prepares what it executes on its connection (once
-per connection and statement text, kept by psycopg): after five runs PostgreSQL settles on a generic plan
-when it costs no more than the custom ones, and planning is gone. Queries are counted and logged as any.
+per connection and statement text, kept by psycopg), and every connection plans prepared statements
+generically (``plan_cache_mode``, sapien/settings.py): planned once, partitions pruned when the plan starts.
+(Left to itself, PostgreSQL would re-plan at every run a statement whose partitions its parameters prune.) So
+a statement prepared here must read well under any parameters: by key, never through an index whose size
+the parameters decide. Queries are counted and logged as any.
 
 Behind a connection pooler in transaction mode, prepared statements need one that tracks them (PgBouncer
 1.21 and later, ``max_prepared_statements``).

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from sapien.core import tracing
 from sapien.core.context import current_context
+from sapien.core.prepared import prepared_cursor
 from sapien.core.transactions import assert_in_transaction
 from sapien.events.catalog import EVENT_TYPES
 from sapien.events.envelope import build_envelope, to_json
@@ -154,7 +155,7 @@ def record_prebuilt_event(
         recipient_id=recipient_id,
     )
     span = tracing.span("sapien.outbox.record", {"sapien.event.id": str(event_id), "sapien.event.type": event_type})
-    with span, connection.cursor() as cursor:
+    with span, prepared_cursor() as cursor:
         event.traceparent = tracing.current_traceparent()  # this write's span, when tracing is on
         cursor.execute(
             RECORD_SQL,

@@ -163,9 +163,7 @@ def test_the_relay_statement_is_prepared_once_and_fans_out_the_same_under_a_gene
 ) -> None:
     filtered = Subscription.objects.create(organization=organization, callback_url="https://hooks.example.com/",
                                            events=["person.*"], secret="s" * 20, filter={"data": {"n": 1}})  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute("SET plan_cache_mode = force_generic_plan")  # what PostgreSQL settles on after five runs
-    for n in range(7):
+    for n in range(7):  # generic plans from the first run (sapien/settings.py)
         with transaction.atomic():
             record_event(organization_id=organization.id, event_type="person.created", data={"n": n % 2})
         relay_pending(batch_size=100, hand_to=lambda batches: None)
@@ -187,11 +185,53 @@ def prepared_statement(marker: str) -> tuple[str, list[str]]:
     return statement
 
 
+def test_every_connection_plans_the_statements_it_prepares_generically() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone() == ("force_generic_plan",)  # sapien/settings.py: not re-planned at every run
+
+
+def explained_execution(name: str, types: list[str], handed: HandedBatch) -> str:
+    """The analyzed plan of the prepared handed read ``name`` (parameter ``types``) run on ``handed``."""
+    bounds = iter([handed.since, handed.until])  # the timestamps come in the statement's order: since, until
+    by_type: dict[str, Callable[[], Any]] = {
+        "uuid[]": lambda: list(handed.ids),
+        "timestamp with time zone": lambda: next(bounds),
+        "uuid": lambda: handed.token,
+    }
+    values = [by_type[kind]() for kind in types]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        placeholders = ", ".join(["%s"] * len(values))
+        cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE {name}({placeholders})", values)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_handed_batch_is_read_by_its_keys_not_through_the_queue_of_pending_deliveries(
+    organization, subscription
+) -> None:
+    # The plan is made once, when the queue is short (200 deliveries sent, none pending), for every batch to come.
+    record(organization, 200)
+    relay_pending(batch_size=500, hand_to=lambda batches: None)
+    Delivery.objects.update(status=DeliveryStatus.SUCCEEDED)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE deliveries_delivery")
+    Subscription.objects.create(
+        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
+    )  # under its cap: its deliveries are handed over
+    record(organization, 2)
+    handed_batches: list[HandedBatch] = []
+    relay_pending(batch_size=100, hand_to=handed_batches.extend)
+    (handed,) = handed_batches
+
+    assert len(handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)) == 2
+    plan = explained_execution(*prepared_statement("AND claimed_until > now()"), handed)
+    assert "next_attempt_at_idx" not in plan  # which a long queue would make the longest read of all
+
+
 def test_a_worker_reads_and_records_a_handed_batch_with_prepared_statements_that_prune_under_a_generic_plan(
     organization, subscription
 ) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SET plan_cache_mode = force_generic_plan")  # what PostgreSQL settles on after five runs
     for _ in range(7):
         record(organization, 2)
         handed_batches: list[HandedBatch] = []
@@ -211,18 +251,7 @@ def test_a_worker_reads_and_records_a_handed_batch_with_prepared_statements_that
     handed_batches.clear()
     relay_pending(batch_size=100, hand_to=handed_batches.extend)
     (handed,) = handed_batches
-    bounds = iter([handed.since, handed.until])  # the timestamps come in the statement's order: since, until
-    by_type: dict[str, Callable[[], Any]] = {
-        "uuid[]": lambda: list(handed.ids),
-        "timestamp with time zone": lambda: next(bounds),
-        "uuid": lambda: handed.token,
-    }
-    values = [by_type[kind]() for kind in types]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        placeholders = ", ".join(["%s"] * len(values))
-        cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE {name}({placeholders})", values)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    plan = explained_execution(name, types, handed)
     assert "Subplans Removed" in plan  # pruned when the generic plan starts, on the parameters' days
     assert partitions_read(plan, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}
     assert partitions_read(plan, "events_event") == {partition_name("events_event", TODAY)}

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from sapien.core.context import bind_context, clear_context
@@ -152,3 +152,17 @@ def test_bound_context_is_used_for_metadata(organization) -> None:
         clear_context()
 
     assert only_event()["metadata"] == {"correlation_id": "job-7", "triggered_by": "scheduler", "source": "schedule"}
+
+
+def test_the_event_and_its_outbox_entry_are_written_by_one_statement_prepared_once_per_connection(
+    api: APIClient,
+) -> None:
+    for n in range(7):
+        assert api.post("/api/persons", {"name": f"Ada {n}"}, format="json").status_code == 201
+
+    assert Event.objects.count() == 7
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%INSERT INTO events_event%%'"
+        )
+        assert cursor.fetchone() == (1,)  # planned once (generically), not for every event
