@@ -229,6 +229,46 @@ def test_a_handed_batch_is_read_by_its_keys_not_through_the_queue_of_pending_del
     assert "next_attempt_at_idx" not in plan  # which a long queue would make the longest read of all
 
 
+def sequential_scans(table: str) -> int:
+    """How many times this transaction has read a partition of ``table`` whole."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(s.seq_scan), 0) FROM pg_stat_xact_user_tables s"
+            " JOIN pg_inherits i ON i.inhrelid = s.relid WHERE i.inhparent = %s::regclass",
+            [table],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_record_reads_its_deliveries_by_key_however_few_rows_their_partition_holds(
+    organization, subscription
+) -> None:
+    record(organization, 200)  # today's partition: small, as each is early in its day
+    relay_pending(batch_size=500, hand_to=lambda batches: None)
+    Delivery.objects.update(status=DeliveryStatus.SUCCEEDED, claim_token=None, claimed_until=None)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE deliveries_delivery")
+    Subscription.objects.filter(id=subscription.id).update(active=False)
+    fresh = Subscription.objects.create(
+        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
+    )
+    whole_reads = []
+    for _ in range(3):
+        record(organization, 2)
+        handed_batches: list[HandedBatch] = []
+        relay_pending(batch_size=100, hand_to=handed_batches.extend)
+        (handed,) = handed_batches
+        batch = handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)
+        now = timezone.now()
+        answered = DeliveryResult(started_at=now, duration_ms=3, status_code=200)
+        before = sequential_scans("deliveries_delivery")
+        record_outcomes([decide(delivery, answered, now=now) for delivery in batch], token=handed.token)
+        whole_reads.append(sequential_scans("deliveries_delivery") - before)
+
+    assert fresh.deliveries.filter(status=DeliveryStatus.SUCCEEDED).count() == 6
+    assert whole_reads == [0, 0, 0]  # the plan, kept for the rest of the day, reads no partition whole
+
+
 def test_a_worker_reads_and_records_a_handed_batch_with_prepared_statements_that_prune_under_a_generic_plan(
     organization, subscription
 ) -> None:

@@ -91,14 +91,14 @@ def test_concurrent_claims_never_take_the_same_delivery(organization) -> None:
         event(organization)
     relay_pending(batch_size=1000)
     claims: list[list[uuid.UUID]] = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=30)
 
     def claim() -> None:
-        barrier.wait()
         try:
             taken: list[uuid.UUID] = []
-            while batch := claim_due(batch_size=7, token=uuid.uuid4()):
-                taken.extend(d.id for d in batch)
+            for _ in range(6):  # rounds in which the four claim at once, until 6 x 4 x 7 > 120
+                barrier.wait()
+                taken.extend(d.id for d in claim_due(batch_size=7, token=uuid.uuid4()))
             claims.append(taken)
         finally:
             connection.close()
