@@ -146,7 +146,8 @@ SET status = v.status, next_attempt_at = v.next_attempt_at, last_status_code = v
 FROM jsonb_to_recordset(%(outcomes)s::jsonb) AS v({OUTCOME_COLUMNS})
 WHERE d.id = v.id AND d.event_created_at = v.event_created_at AND d.claim_token = %(token)s
   -- the rows' keys and days again, as values: the generic plan reads each by its key in the days' partitions only,
-  -- where a join alone (the planner counts 100 rows from any JSON document) read whole partitions while small
+  -- where a join alone (the planner counts 100 rows from any JSON document) read small partitions whole, larger ones
+  -- by a probe of each partition for each row
   AND d.id = ANY(%(ids)s::uuid[]) AND d.event_created_at >= %(since)s AND d.event_created_at <= %(until)s
 RETURNING d.id, d.organization_id, d.subscription_id, d.status
 ), counted AS (  -- deliveries/counters.py: /metrics' totals, committed with what they count
