@@ -14,13 +14,13 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from deliveries.claims import CLAIM_SQL, HANDED_SQL, handed_deliveries, record_outcomes
+from deliveries.claims import CLAIM_SQL, HANDED_SQL, ClaimedDelivery, handed_deliveries, record_outcomes
 from deliveries.handoff import HandedBatch
 from deliveries.limits import claim_limit_parameters
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.partitions import history_partitions_ensure
 from deliveries.relay import RELAY_SQL, relay_parameters, relay_pending
-from deliveries.retry import decide
+from deliveries.retry import Outcome, decide
 from deliveries.selectors import deliveries_of, with_events_and_attempts
 from deliveries.transport import DeliveryResult
 from sapien.core.partitions import partition_name
@@ -46,6 +46,25 @@ def record(organization, count: int = 3) -> None:
     with transaction.atomic():
         for _ in range(count):
             record_event(organization_id=organization.id, event_type="person.created", data={})
+
+
+def relayed_and_handed(organization, events: int) -> HandedBatch:
+    """``events`` new events relayed in one pass, their deliveries handed over as one batch."""
+    record(organization, events)
+    handed_batches: list[HandedBatch] = []
+    relay_pending(batch_size=100, hand_to=handed_batches.extend)
+    (handed,) = handed_batches
+    return handed
+
+
+def read(handed: HandedBatch) -> list[ClaimedDelivery]:
+    return handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)
+
+
+def answered_ok(batch: list[ClaimedDelivery]) -> list[Outcome]:
+    now = timezone.now()
+    answered = DeliveryResult(started_at=now, duration_ms=3, status_code=200)
+    return [decide(delivery, answered, now=now) for delivery in batch]
 
 
 def analyzed_plan(sql: str, params: dict) -> str:
@@ -97,10 +116,7 @@ def test_with_a_payload_filter_the_relay_reads_event_rows_of_their_day_only(orga
 
 
 def test_a_handed_batch_is_read_from_its_days_partitions_only(organization, subscription) -> None:
-    record(organization)
-    handed_batches: list[HandedBatch] = []
-    relay_pending(batch_size=100, hand_to=handed_batches.extend)
-    (handed,) = handed_batches
+    handed = relayed_and_handed(organization, 3)
 
     plan = analyzed_plan(
         HANDED_SQL, {"token": handed.token, "ids": list(handed.ids), "since": handed.since, "until": handed.until}
@@ -219,12 +235,9 @@ def test_a_handed_batch_is_read_by_its_keys_not_through_the_queue_of_pending_del
     Subscription.objects.create(
         organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
     )  # under its cap: its deliveries are handed over
-    record(organization, 2)
-    handed_batches: list[HandedBatch] = []
-    relay_pending(batch_size=100, hand_to=handed_batches.extend)
-    (handed,) = handed_batches
+    handed = relayed_and_handed(organization, 2)
 
-    assert len(handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)) == 2
+    assert len(read(handed)) == 2
     plan = explained_execution(*prepared_statement("AND claimed_until > now()"), handed)
     assert "next_attempt_at_idx" not in plan  # which a long queue would make the longest read of all
 
@@ -254,15 +267,10 @@ def test_the_record_reads_its_deliveries_by_key_however_few_rows_their_partition
     )
     whole_reads = []
     for _ in range(3):
-        record(organization, 2)
-        handed_batches: list[HandedBatch] = []
-        relay_pending(batch_size=100, hand_to=handed_batches.extend)
-        (handed,) = handed_batches
-        batch = handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)
-        now = timezone.now()
-        answered = DeliveryResult(started_at=now, duration_ms=3, status_code=200)
+        handed = relayed_and_handed(organization, 2)
+        outcomes = answered_ok(read(handed))
         before = sequential_scans("deliveries_delivery")
-        record_outcomes([decide(delivery, answered, now=now) for delivery in batch], token=handed.token)
+        record_outcomes(outcomes, token=handed.token)
         whole_reads.append(sequential_scans("deliveries_delivery") - before)
 
     assert fresh.deliveries.filter(status=DeliveryStatus.SUCCEEDED).count() == 6
@@ -273,25 +281,16 @@ def test_a_worker_reads_and_records_a_handed_batch_with_prepared_statements_that
     organization, subscription
 ) -> None:
     for _ in range(7):
-        record(organization, 2)
-        handed_batches: list[HandedBatch] = []
-        relay_pending(batch_size=100, hand_to=handed_batches.extend)
-        (handed,) = handed_batches
-        batch = handed_deliveries(token=handed.token, ids=handed.ids, since=handed.since, until=handed.until)
-        now = timezone.now()
-        answered = DeliveryResult(started_at=now, duration_ms=3, status_code=200)
-        record_outcomes([decide(delivery, answered, now=now) for delivery in batch], token=handed.token)
+        handed = relayed_and_handed(organization, 2)
+        batch = read(handed)
+        record_outcomes(answered_ok(batch), token=handed.token)
 
     assert len(batch) == 2
     assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() == 14  # recorded under a generic plan
     assert DeliveryAttempt.objects.count() == 14
     prepared_statement("attempts AS (")  # the record: prepared once on this connection
     name, types = prepared_statement("AND claimed_until > now()")  # the handed read, likewise
-    record(organization, 2)
-    handed_batches.clear()
-    relay_pending(batch_size=100, hand_to=handed_batches.extend)
-    (handed,) = handed_batches
-    plan = explained_execution(name, types, handed)
+    plan = explained_execution(name, types, relayed_and_handed(organization, 2))
     assert "Subplans Removed" in plan  # pruned when the generic plan starts, on the parameters' days
     assert partitions_read(plan, "deliveries_delivery") == {partition_name("deliveries_delivery", TODAY)}
     assert partitions_read(plan, "events_event") == {partition_name("events_event", TODAY)}
