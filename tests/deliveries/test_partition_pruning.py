@@ -28,6 +28,7 @@ from sapien.events.models import Event
 from sapien.events.outbox import record_event
 from sapien.events.selectors import events_of, retention_start
 from subscriptions.models import Subscription
+from tests.support.prepared import prepared_statements
 
 pytestmark = pytest.mark.django_db
 
@@ -186,18 +187,12 @@ def test_the_relay_statement_is_prepared_once_and_fans_out_the_same_under_a_gene
 
     assert subscription.deliveries.count() == 7
     assert filtered.deliveries.count() == 3  # n = 1, 3, 5: the filter holds under the generic plan
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%filter_bodies AS%%'")
-        assert cursor.fetchone() == (1,)
+    assert len(prepared_statements("filter_bodies AS")) == 1
 
 
 def prepared_statement(marker: str) -> tuple[str, list[str]]:
-    """The name and parameter types of the one statement prepared on this connection whose text has ``marker``."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT name, parameter_types::text[] FROM pg_prepared_statements WHERE statement LIKE %s", [f"%{marker}%"]
-        )
-        (statement,) = cursor.fetchall()
+    """The one statement prepared on this connection whose text has ``marker``: its name and parameter types."""
+    (statement,) = prepared_statements(marker)
     return statement
 
 
@@ -223,18 +218,24 @@ def explained_execution(name: str, types: list[str], handed: HandedBatch) -> str
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def sent_early_in_the_day(organization, subscription: Subscription) -> Subscription:
+    """Today's partition as early in a day: 200 deliveries, all sent (none pending), analyzed; their subscription
+    retired. Returns a fresh subscription, to which new events' deliveries are handed over."""
+    record(organization, 200)
+    relay_pending(batch_size=500, hand_to=lambda batches: None)
+    Delivery.objects.update(status=DeliveryStatus.SUCCEEDED, claim_token=None, claimed_until=None)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE deliveries_delivery")
+    Subscription.objects.filter(id=subscription.id).update(active=False)
+    return Subscription.objects.create(
+        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
+    )
+
+
 def test_a_handed_batch_is_read_by_its_keys_not_through_the_queue_of_pending_deliveries(
     organization, subscription
 ) -> None:
-    # The plan is made once, when the queue is short (200 deliveries sent, none pending), for every batch to come.
-    record(organization, 200)
-    relay_pending(batch_size=500, hand_to=lambda batches: None)
-    Delivery.objects.update(status=DeliveryStatus.SUCCEEDED)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE deliveries_delivery")
-    Subscription.objects.create(
-        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
-    )  # under its cap: its deliveries are handed over
+    sent_early_in_the_day(organization, subscription)  # the plan is made while the queue is short, for every batch
     handed = relayed_and_handed(organization, 2)
 
     assert len(read(handed)) == 2
@@ -256,15 +257,7 @@ def sequential_scans(table: str) -> int:
 def test_the_record_reads_its_deliveries_by_key_however_few_rows_their_partition_holds(
     organization, subscription
 ) -> None:
-    record(organization, 200)  # today's partition: small, as each is early in its day
-    relay_pending(batch_size=500, hand_to=lambda batches: None)
-    Delivery.objects.update(status=DeliveryStatus.SUCCEEDED, claim_token=None, claimed_until=None)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE deliveries_delivery")
-    Subscription.objects.filter(id=subscription.id).update(active=False)
-    fresh = Subscription.objects.create(
-        organization=organization, callback_url="https://hooks.example.com/", events=["*"], secret="s" * 20
-    )
+    fresh = sent_early_in_the_day(organization, subscription)  # today's partition small, as each is early in its day
     whole_reads = []
     for _ in range(3):
         handed = relayed_and_handed(organization, 2)

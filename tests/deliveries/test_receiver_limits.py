@@ -17,6 +17,7 @@ from deliveries.retry import decide
 from deliveries.transport import DeliveryResult
 from sapien.events.outbox import record_event
 from subscriptions.models import SendState, Subscription
+from tests.support.prepared import prepared_statements
 
 
 def subscribe(organization, **limits) -> Subscription:
@@ -473,6 +474,4 @@ def test_the_claim_is_prepared_once_on_its_connection(organization) -> None:
         make_due_again()
         claim_due(batch_size=100, token=uuid.uuid4())
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%claimed_rows AS%%'")
-        assert cursor.fetchone() == (1,)
+    assert len(prepared_statements("claimed_rows AS")) == 1
