@@ -6,7 +6,7 @@
 
 Starts, in a temporary directory: embedded PostgreSQL and Redis (free ports), a fast
 receiver in a process of its own, and per broker Sapien's gunicorn (2 workers),
-relay, Celery worker (concurrency 2) and beat; then the ``django-webhook`` peer on
+relay, Celery worker (2 processes) and beat; then the ``django-webhook`` peer on
 the same database server, broker and receiver. Figures:
 
     (a) sustained end-to-end deliveries/s: K events x M subscriptions, first write -> last receipt

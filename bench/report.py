@@ -294,7 +294,7 @@ def profile_report(title: str, profile: Profile) -> None:
 
 
 def rss_table(rss: list[RssRow], group_pss: dict[str, float]) -> None:
-    """Memory per process group: the leader (gunicorn master, Celery parent, ...) and its children; peak RSS over
+    """Memory per process group: the leader (gunicorn master, the worker's parent, ...) and its children; peak RSS over
     the run, and RSS and PSS when last seen (just before the group was stopped, or at the run's end)."""
     by_group: dict[str, dict[str, list[RssRow]]] = {}
     for row in rss:
@@ -317,7 +317,7 @@ def rss_table(rss: list[RssRow], group_pss: dict[str, float]) -> None:
             fx(ratio(most(children, "peak_mb"), most(other["child"], "peak_mb"))) if other else "",
         ])  # fmt: skip
     table("(e) memory (MB): peak RSS (VmHWM) over the run; RSS and PSS (smaps_rollup) when last seen, just before "
-          "the group stopped; leader = gunicorn master / Celery parent / the process, children = its workers",
+          "the group stopped; leader = gunicorn master / the worker's parent / the process, children = its workers",
           ["group", "starts", "leader peak RSS", "RSS", "PSS", "children", "child max: peak RSS", "RSS", "PSS",
            "group PSS (last start)", "leader peak vs peer", "child peak vs peer"], rows)  # fmt: skip
 

@@ -3,7 +3,7 @@
 ``Services`` holds the embedded PostgreSQL and Redis (``sapien.embedded``, free
 ports) and, when one answers, a RabbitMQ virtual host of the bench's own.
 ``SapienStack`` runs migrate, then gunicorn (2 workers), the relay, one Celery
-worker (concurrency 2) and beat against one broker.
+worker (2 processes) and beat against one broker.
 """
 
 from __future__ import annotations

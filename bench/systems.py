@@ -102,15 +102,15 @@ def peer_run(
 
 
 def profile_targets(running: dict[str, Proc]) -> dict[str, int]:
-    """gunicorn workers, the Celery parent and pool processes, the relay: what py-spy should sample."""
+    """gunicorn workers, the worker's processes, the relay: what py-spy should sample."""
     targets: dict[str, int] = {}
     for name, proc in running.items():
         pids = proc.group_pids()
         if name == "web":
             targets |= {f"web-worker{i}": pid for i, pid in enumerate(pids[1:], 1)}
         elif name == "worker":
-            targets["celery-parent"] = pids[0]
-            targets |= {f"celery-child{i}": pid for i, pid in enumerate(pids[1:], 1)}
+            targets["worker-parent"] = pids[0]  # a revision's prefork parent hands tasks on; today's only waits
+            targets |= {f"worker{i}": pid for i, pid in enumerate(pids[1:], 1)}
         elif name == "relay":
             targets["relay"] = pids[0]
     return targets

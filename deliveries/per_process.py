@@ -1,4 +1,4 @@
-"""Objects made once per process: a worker forks its children, and a pool or a thread does not survive a fork."""
+"""Objects made once per process: the worker forks its processes, and a pool or a thread does not survive a fork."""
 
 import os
 import threading

@@ -46,7 +46,7 @@ class SenderPool:
 
     Sender threads do pure I/O and never touch the database: the submitter decides and records each send, or
     hands it to ``adopt()``, whose recorder thread calls ``record`` with the sends finishing within
-    ``gather_seconds`` of each other. Sends in flight when a worker child dies are resent once their lease lapses.
+    ``gather_seconds`` of each other. Sends in flight when a worker process dies are resent once their lease lapses.
     """
 
     def __init__(

@@ -4,17 +4,14 @@ Celery carries wake-ups only: what is due lives in PostgreSQL, and the periodic
 sweeps below guarantee progress when a message is lost.
 """
 
-import ctypes
 import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
-from celery import platforms as celery_platforms
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_process_shutdown
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_shutdown
 from django.db import close_old_connections
 
 from sapien.core import tracing
@@ -89,34 +86,6 @@ _patch_redis_channel("close", _close_surviving_connection_loss)
 _patch_redis_channel("_create_client", _one_client_per_pool)
 
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _set_parent_death_signal_through_ctypes() -> None:
-    """Spares each worker child the C parser billiard loads to make one system call (Linux only).
-
-    A prefork child asks the kernel to kill it when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
-    billiard makes that call through cffi whenever cffi is importable (cryptography brings it), and cffi
-    first imports pycparser and builds its parser: about 4.5 MB and 25 ms in every child. ctypes makes
-    the same call for nothing; a failure is an ``OSError``, which Celery ignores, as before.
-    """
-    if not sys.platform.startswith("linux") or getattr(celery_platforms._set_pdeathsig, "sapien_ctypes", False):
-        return
-
-    def set_pdeathsig(signum: int) -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_int(signum)) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        except (AttributeError, TypeError) as exc:  # no prctl in this libc
-            raise OSError("pdeathsig is not supported here") from exc
-
-    set_pdeathsig.sapien_ctypes = True  # type: ignore[attr-defined]
-    celery_platforms._set_pdeathsig = set_pdeathsig
-
-
-_set_parent_death_signal_through_ctypes()
-
 app = Celery(APP_NAME)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["deliveries", "availability"])
@@ -151,10 +120,11 @@ def _clear_task_context(**kwargs: Any) -> None:
 
 @worker_process_init.connect
 def _start_tracing(**kwargs: Any) -> None:
-    """Each worker child sets tracing up once forked, when configured (``sapien.core.tracing``)."""
+    """Each worker process sets tracing up once forked, when configured (``sapien.core.tracing``): its ``solo``
+    pool sends this as it starts (``sapien.worker``)."""
     tracing.start(service="worker")
 
 
-@worker_process_shutdown.connect
+@worker_shutdown.connect
 def _flush_traces(**kwargs: Any) -> None:
     tracing.flush()

@@ -5,9 +5,11 @@ the bench all start their processes from these functions; what may differ betwee
 keyword argument. Each command runs from the project root (where ``manage.py`` is).
 
 - web: gunicorn with ``sapien.gunicorn_conf`` (access log without query strings, request limits).
-- worker: one queue, ``sapien``; no gossip, mingle or event heartbeats, which Sapien does not use
-  (nothing revokes tasks or watches worker events) and which cost broker traffic per worker. Started by
-  ``sapien.worker`` rather than ``celery worker``, whose command line costs each process 8 MB of imports.
+- worker: one queue, ``sapien``; ``--concurrency`` processes that each consume and run their own tasks
+  (Celery's ``solo`` pool, no prefork parent passing each task on); no gossip, mingle or event heartbeats,
+  which Sapien does not use (nothing revokes tasks or watches worker events) and which cost broker traffic
+  per worker. Started by ``sapien.worker`` rather than ``celery worker``, whose command line costs each
+  process 8 MB of imports.
 - beat: ``sapien.beat`` rather than ``celery beat``, for the same reason.
 
 ``python -m sapien.processes ROLE`` replaces itself with the role's process (the Docker image's
@@ -50,7 +52,8 @@ def relay() -> list[str]:
 
 
 def worker(*, concurrency: int = 2, name: str | None = None, log_level: str = "INFO") -> list[str]:
-    """``name`` is Celery's node name (``name@%h``); by default ``celery@`` the host name."""
+    """``concurrency`` worker processes; ``name`` is Celery's node name (``name@%h``, by default ``celery@`` the
+    host name), which each of several processes numbers (``name-1@%h``...)."""
     command = [PYTHON, "-m", "sapien.worker", "-Q", "sapien", "--concurrency", str(concurrency),
                "--loglevel", log_level]  # fmt: skip
     return [*command, "-n", name] if name else command

@@ -9,6 +9,7 @@ kills what does not stop in time.
 """
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -19,6 +20,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Asks the kernel to send this process ``signum`` when its parent dies (Linux; elsewhere an ``OSError``)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_int(signum)) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (AttributeError, TypeError) as exc:  # no prctl in this libc
+        raise OSError("pdeathsig is not supported here") from exc
 
 
 @dataclass(frozen=True)
