@@ -6,6 +6,7 @@ import psycopg
 
 from bench.config import Config
 from bench.loadgen import person_body, run_load
+from bench.phases.delivery import sapien_stages
 from bench.progress import log
 from bench.receiving import ReceiverClient
 from bench.results import Deliveries, Isolation, IsolationRun
@@ -51,6 +52,8 @@ def isolation_phase(
         log(f"    healthy first attempts p50/p95/p99 {lat.p50}/{lat.p95}/{lat.p99} ms, "
             f"missing {run.missing}, {run.other_requests} requests to the failing and slow "
             "subscriptions")  # fmt: skip
+        by_stage = sapien_stages(stack.env["DATABASE_URL"])(first)
+        log("    p50 / p99 by stage (ms): " + ", ".join(f"{k} {v.p50} / {v.p99}" for k, v in by_stage.items()))
         if extra:  # the failing subscriptions would go on retrying into the phases that follow
             with psycopg.connect(stack.env["DATABASE_URL"], autocommit=True) as conn:
                 conn.execute("UPDATE subscriptions_subscription SET active = false WHERE organization_id = %s",
