@@ -9,7 +9,7 @@ them apart.
 
 import time
 import uuid
-from concurrent.futures import ALL_COMPLETED, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -35,12 +35,17 @@ RECORD_SLICE_SECONDS = 0.05
 # record's latency (the database counts from its own clock, a little later), so that it does not come too early
 # and find no room.
 WAKE_MARGIN_SECONDS = 0.05
-# How long a task waits for sends still in flight once it stopped claiming, before leaving them to the
+# How long a task waits at most for sends still in flight once it stopped claiming, before leaving them to the
 # process's straggler recorder and returning: one record slice. The task holds its worker process meanwhile, so
 # every task with a slow receiver's send in it costs that long: at 0.1 s, one receiver answering after 2 s among
 # a hand-over's subscriptions kept both processes of a worker busy at 18.8 events/s, and the others' deliveries
 # queued behind them (bench (f): healthy first attempts' p99 3.0 s; one slice: 59 ms).
 STRAGGLER_SECONDS = RECORD_SLICE_SECONDS
+# Once its sends have begun to finish, how long a task waits for the next one before leaving the rest to the
+# straggler recorder: sends to receivers answering alike finish within this of each other, and a receiver that
+# answers later does not hold the process the rest of STRAGGLER_SECONDS. A process's broker may already have
+# given it its next task (Celery acknowledges a task as it starts), which would wait that long.
+STRAGGLER_QUIET_SECONDS = 0.01
 
 
 def record_finished(finished: InFlight) -> None:
@@ -80,6 +85,26 @@ senders = PerProcess(
 )
 
 
+def take_finishing(in_flight: InFlight, *, since: float) -> InFlight:
+    """Takes out of ``in_flight`` the sends that finish while they keep finishing: waits for the first until
+    ``STRAGGLER_SECONDS`` after ``since``, then for the rest in spans of ``STRAGGLER_QUIET_SECONDS`` (waking once
+    per span, not per send), until a span sees none finish with each of the rest sending, none still waiting for
+    a sending thread. What is left are the stragglers."""
+    finished: InFlight = {}
+    while in_flight:
+        left = since + STRAGGLER_SECONDS - time.monotonic()
+        if left <= 0:
+            break
+        if finished:
+            done, _ = wait(in_flight, timeout=min(left, STRAGGLER_QUIET_SECONDS), return_when=ALL_COMPLETED)
+        else:
+            done, _ = wait(in_flight, timeout=left, return_when=FIRST_COMPLETED)
+        finished.update((future, in_flight.pop(future)) for future in done)
+        if not done and all(future.running() for future in in_flight):
+            break
+    return finished
+
+
 @dataclass(frozen=True)
 class DeliveryRun:
     handled: int  # deliveries claimed
@@ -93,7 +118,8 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBa
 
     Outcomes are recorded every ``RECORD_SLICE_SECONDS``; while claims come back full, the room finished
     sends free is claimed again at once. Once claiming stops, sends still in flight after
-    ``STRAGGLER_SECONDS`` are left to the process's straggler recorder: a receiver that answers slowly
+    ``STRAGGLER_SECONDS``, or ``STRAGGLER_QUIET_SECONDS`` after the last to finish, are left to the process's
+    straggler recorder (``take_finishing``): a receiver that answers slowly
     holds neither the deliveries claimed with it nor the worker, which is free for the next wake-up.
     Must not run inside a transaction: each claim and record commits on its own, and sends hold no lock.
     """
@@ -141,7 +167,8 @@ def send_due_deliveries(*, batch_size: int, max_seconds: float, handed: HandedBa
             if stopped_at is None:
                 continue
             break
-        if stopped_at is not None and time.monotonic() - stopped_at > STRAGGLER_SECONDS:
+        if stopped_at is not None:
+            record_finished(take_finishing(in_flight, since=stopped_at))
             break
         done, _ = wait(in_flight, timeout=RECORD_SLICE_SECONDS, return_when=ALL_COMPLETED)
         record_finished({future: in_flight.pop(future) for future in done})

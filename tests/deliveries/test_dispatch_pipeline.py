@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from deliveries import dispatch, transport
@@ -100,6 +101,57 @@ def test_a_task_leaves_a_slow_send_to_the_straggler_recorder_and_its_outcome_is_
 
     assert delivery.status == DeliveryStatus.SUCCEEDED
     assert delivery.attempts.get().status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)  # the straggler recorder records on a connection of its own
+def test_a_task_records_the_sends_that_finished_together_and_leaves_a_later_one_without_waiting_out_its_time(
+    organization, loopback_callbacks, monkeypatch
+) -> None:
+    """With the stragglers' wait far longer than the test, the task returns once the quick sends have finished
+    and a quiet span followed: the slow receiver is still waiting, its delivery claimed, the quick ones recorded.
+    (The span is widened so that the quick sends surely finish within one of each other on a busy machine.)"""
+    monkeypatch.setattr(dispatch, "STRAGGLER_SECONDS", 60.0)
+    monkeypatch.setattr(dispatch, "STRAGGLER_QUIET_SECONDS", 1.0)
+    answer = threading.Event()
+    answered: list[str] = []
+
+    def respond(request: ReceivedRequest) -> Reply:
+        if request.path == "/hooks/slow":
+            answer.wait(30)
+        answered.append(request.path)
+        return 200, {}, b"ok"
+
+    receiver = Receiver(responder=respond)
+    try:
+        for path in ("/slow", "/quick-1", "/quick-2"):
+            Subscription.objects.create(
+                organization=organization, callback_url=f"{receiver.url}{path}", events=["person.*"], secret="s" * 20
+            )
+        with transaction.atomic():
+            record_event(organization_id=organization.id, event_type="person.created", data={})
+        relay_pending(batch_size=100)
+
+        run = dispatch.send_due_deliveries(batch_size=50, max_seconds=30)
+
+        slow_answered = "/hooks/slow" in answered
+        statuses = dict(Delivery.objects.values_list("subscription__callback_url", "status"))
+        attempts = dict(Delivery.objects.annotate(n=Count("attempts")).values_list("subscription__callback_url", "n"))
+        answer.set()
+        deadline = time.monotonic() + 10
+        while Delivery.objects.filter(status=DeliveryStatus.PENDING).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        answer.set()
+        receiver.close()
+
+    assert run.handled == 3 and not slow_answered
+    assert statuses == {
+        f"{receiver.url}/slow": DeliveryStatus.PENDING,
+        f"{receiver.url}/quick-1": DeliveryStatus.SUCCEEDED,
+        f"{receiver.url}/quick-2": DeliveryStatus.SUCCEEDED,
+    }
+    assert attempts == {f"{receiver.url}/slow": 0, f"{receiver.url}/quick-1": 1, f"{receiver.url}/quick-2": 1}
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}  # the straggler too
 
 
 @pytest.mark.django_db(transaction=True)  # the records commit, giving the cap's room back to the next claim
