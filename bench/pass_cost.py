@@ -11,6 +11,12 @@ The shape of (a) at its usual rate, where every relay pass finds one event: per 
 
 Each stage's CPU is this process's (``time.process_time``: every thread, the sending threads included) and the
 PostgreSQL backend's that served it (from ``/proc``, when the server runs on this machine; "n/a" otherwise).
+
+``--delay-ms D`` makes the receiver answer each delivery after D ms, as a receiver across the internet does: a
+task then leaves its sends to the process's straggler recorder, which records them on a connection of its own,
+after the stage. The whole run's figures cover that: this process's CPU, every PostgreSQL process's (those that
+ended included, through the server's parent process) and the sessions PostgreSQL opened, per event, from the
+first timed event until every delivery is recorded.
 What is not here: the API request around the record, Celery's own work for the hand-over message, and
 the broker. Django runs against the embedded PostgreSQL in a temporary directory, or ``DATABASE_URL`` when
 set (it then gets an organization and subscriptions of its own). ``--ref`` times a git revision's code.
@@ -41,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--events", type=int, default=1000, help="events timed, one pass each (default 1000)")
     parser.add_argument("--subs", type=int, default=3, help="subscriptions per event, as in (a) (default 3)")
+    parser.add_argument("--delay-ms", type=int, default=0, help="the receiver answers after this long (default 0)")
     parser.add_argument("--ref", help="time this git revision's code (exported with git archive)")
     return parser
 
@@ -60,6 +67,42 @@ def backend_cpu_seconds() -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def server_cpu_seconds() -> float | None:
+    """The CPU seconds of every process of this connection's PostgreSQL server so far: its parent's, its
+    children's, and those of the children that ended (which the parent collected); None when not on this machine."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        fields = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    total = sum(int(value) for value in fields[11:15]) / tick  # utime, stime, cutime, cstime
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            child = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile: its time is now its parent's
+        if int(child[1]) == parent:
+            total += (int(child[11]) + int(child[12])) / tick
+    return total
+
+
+def sessions_opened() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        (sessions,) = cursor.fetchone()
+    return int(sessions)
+
+
 def measure(args: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
     from django.conf import settings
 
@@ -67,7 +110,7 @@ def measure(args: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
     from deliveries.dispatch import send_due_deliveries
     from deliveries.relay import relay_pending
 
-    tenant = make_tenant(receiver_url, args.subs)
+    tenant = make_tenant(f"{receiver_url}/after/{args.delay_ms}" if args.delay_ms else receiver_url, args.subs)
     python = dict.fromkeys(STAGES, 0.0)
     postgres = dict.fromkeys(STAGES, 0.0)
     on_this_machine = backend_cpu_seconds() is not None
@@ -99,10 +142,24 @@ def measure(args: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
     log(f"warming up: {WARM_UP_EVENTS} events")
     for _ in range(WARM_UP_EVENTS):
         one_event(timed=False)
+    wait_until_recorded(tenant.organization_id, WARM_UP_EVENTS * args.subs)
     log(f"timing {args.events} events x {args.subs} subscriptions")
+    whole = (time.process_time(), server_cpu_seconds(), sessions_opened(), time.perf_counter())
     for _ in range(args.events):
         one_event(timed=True)
+    wait_until_recorded(tenant.organization_id, (WARM_UP_EVENTS + args.events) * args.subs)
+    cpu, server_cpu, sessions, wall = whole
+    after_server = server_cpu_seconds()
     return {
+        "delay_ms": args.delay_ms,
+        "whole_run": {
+            "seconds": time.perf_counter() - wall,
+            "python_ms_per_event": 1000 * (time.process_time() - cpu) / args.events,
+            "postgres_ms_per_event": None
+            if after_server is None or server_cpu is None
+            else 1000 * (after_server - server_cpu) / args.events,
+            "sessions_per_event": (sessions_opened() - sessions) / args.events,
+        },
         "events": args.events,
         "subscriptions": args.subs,
         "deliveries_expected": (WARM_UP_EVENTS + args.events) * args.subs,
@@ -113,6 +170,19 @@ def measure(args: argparse.Namespace, receiver_url: str) -> dict[str, Any]:
         if on_this_machine
         else None,
     }
+
+
+def wait_until_recorded(organization_id: Any, deliveries: int, *, timeout: float = 60.0) -> None:
+    """Until ``deliveries`` of the organization are recorded (stragglers are recorded after their task)."""
+    deadline = time.monotonic() + timeout
+    while recorded_deliveries(organization_id) < deliveries and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def recorded_deliveries(organization_id: Any) -> int:
+    from deliveries.models import Delivery, DeliveryStatus
+
+    return Delivery.objects.filter(organization_id=organization_id).exclude(status=DeliveryStatus.PENDING).count()
 
 
 def delivered_deliveries(organization_id: Any) -> int:
@@ -135,6 +205,11 @@ def report(result: dict[str, Any]) -> None:
     both = "n/a" if total_pg is None else f"{(total_python + total_pg) / subs:.3f}"
     print(f"per delivery, both: {both} ms; deliveries succeeded {result['deliveries_succeeded']} of"
           f" {result['deliveries_expected']} (warm-up included), errors {result['errors']}")  # fmt: skip
+    whole = result["whole_run"]
+    pg = "n/a" if whole["postgres_ms_per_event"] is None else f"{whole['postgres_ms_per_event']:.3f}"
+    print(f"whole run, receiver answering after {result['delay_ms']} ms ({whole['seconds']:.1f} s, stragglers "
+          f"recorded): this process {whole['python_ms_per_event']:.3f} ms, every PostgreSQL process {pg} ms, "
+          f"{whole['sessions_per_event']:.2f} sessions opened, per event")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

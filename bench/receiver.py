@@ -4,7 +4,8 @@
 
 HTTP/1.1 keep-alive on asyncio protocols (no http.server), TCP_NODELAY, every
 webhook answered ``200`` with ``Content-Length: 0``, except on paths starting with
-``/fail`` (answered ``500``) and ``/slow`` (answered ``200`` after ``SLOW_SECONDS``). For each request it keeps
+``/fail`` (answered ``500``), ``/slow`` (answered ``200`` after ``SLOW_SECONDS``) and ``/after/<ms>/`` (answered
+``200`` after that many milliseconds). For each request it keeps
 the arrival wall time, a delivery key, an event key and the body; the event's
 own timestamp is pulled out of the body only when the records are dumped, so the
 hot path does no JSON work.
@@ -67,6 +68,12 @@ def _epoch(text: str) -> float | None:
         return None
 
 
+def answer_delay(path: str) -> float:
+    """The seconds ``/after/<ms>/...`` asks to wait; none for anything else."""
+    milliseconds = path.split("/")[2]
+    return int(milliseconds) / 1000 if milliseconds.isdigit() else 0.0
+
+
 class HttpProtocol(asyncio.Protocol):
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -124,6 +131,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._answer(ERROR, close)
             elif path.startswith("/slow"):
                 asyncio.get_running_loop().call_later(SLOW_SECONDS, self._answer, OK, close)
+            elif path.startswith("/after/"):
+                asyncio.get_running_loop().call_later(answer_delay(path), self._answer, OK, close)
             else:
                 self._answer(OK, close)
 

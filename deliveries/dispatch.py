@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from deliveries.claims import ClaimedBatch, claim_due, handed_deliveries, record_outcomes_persistently
@@ -70,19 +70,29 @@ def record_finished(finished: InFlight) -> None:
 
 
 def record_stragglers(finished: InFlight) -> None:
-    """The straggler recorder's call; it closes that thread's connection rather than keep it idle between stragglers."""
-    try:
-        record_finished(finished)
-    finally:
-        connection.close()
+    """The straggler recorder's call, on that thread's own connection: kept between records, since a connection
+    opened for each cost PostgreSQL more than the records (``python -m bench.pass_cost --delay-ms 100``), and
+    checked before each as a task's is (``CONN_MAX_AGE``, an error, a database restart)."""
+    close_old_connections()
+    record_finished(finished)
 
+
+def close_recorder_connection() -> None:
+    """The straggler recorder's connection, closed once stragglers stop coming (``RECORDER_IDLE_SECONDS``)."""
+    connection.close()
+
+
+# How long the straggler recorder keeps its connection with nothing to record: a worker whose receivers answer
+# after more than STRAGGLER_SECONDS records on it all the time, one whose receivers are quick seldom or never.
+RECORDER_IDLE_SECONDS = 60.0
 
 # The process's ``ESL_DELIVERY_CONCURRENCY`` sending threads and its straggler recorder.
 senders = PerProcess(
     lambda: SenderPool(
-        concurrency=settings.ESL_DELIVERY_CONCURRENCY, record=record_stragglers, gather_seconds=RECORD_SLICE_SECONDS
+        concurrency=settings.ESL_DELIVERY_CONCURRENCY, record=record_stragglers, gather_seconds=RECORD_SLICE_SECONDS,
+        idle=close_recorder_connection, idle_seconds=RECORDER_IDLE_SECONDS,
     )
-)
+)  # fmt: skip
 
 
 def take_finishing(in_flight: InFlight, *, since: float) -> InFlight:

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 InFlight = dict[Future[DeliveryResult], tuple[ClaimedDelivery, uuid.UUID]]  # a send, its delivery and claim
 Straggler = tuple[Future[DeliveryResult], ClaimedDelivery, uuid.UUID]
+ForRecorder = Straggler | threading.Event  # a send to record, or a request to let go (set once done)
 
 # While sends wait, more threads may start sending when those sending used less than ``IDLE_BELOW`` of a CPU over
 # the last ``MEASURE_SECONDS`` or more (they wait on their receivers: others can use the CPU), and one more,
@@ -46,7 +47,8 @@ class SenderPool:
 
     Sender threads do pure I/O and never touch the database: the submitter decides and records each send, or
     hands it to ``adopt()``, whose recorder thread calls ``record`` with the sends finishing within
-    ``gather_seconds`` of each other. Sends in flight when a worker process dies are resent once their lease lapses.
+    ``gather_seconds`` of each other, and ``idle`` (to let go of what it holds) when none has come for
+    ``idle_seconds``. Sends in flight when a worker process dies are resent once their lease lapses.
     """
 
     def __init__(
@@ -55,6 +57,8 @@ class SenderPool:
         concurrency: int,
         record: Callable[[InFlight], None],
         gather_seconds: float,
+        idle: Callable[[], None] = lambda: None,
+        idle_seconds: float = 60.0,
         stall_seconds: float = STALL_SECONDS,
         idle_below: float = IDLE_BELOW,
     ) -> None:
@@ -63,6 +67,8 @@ class SenderPool:
         self._idle_below = idle_below
         self._record = record
         self._gather_seconds = gather_seconds
+        self._idle = idle
+        self._idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._place_opened = threading.Condition(self._lock)  # idle sending threads wait on it
         self._work_queued = threading.Condition(self._lock)  # the stall watcher waits on it
@@ -76,7 +82,7 @@ class SenderPool:
         self._sent_cpu = 0.0  # CPU seconds of the sends finished so far
         self._measured_from = (0.0, 0.0)  # (when, sent CPU) the last place opened
         self._watcher: threading.Thread | None = None
-        self._stragglers: queue.SimpleQueue[Straggler] | None = None
+        self._stragglers: queue.SimpleQueue[ForRecorder] | None = None
 
     @property
     def busy(self) -> int:
@@ -180,7 +186,7 @@ class SenderPool:
         for future, (delivery, token) in in_flight.items():
             future.add_done_callback(functools.partial(_queue_straggler, finished, delivery, token))
 
-    def _straggler_queue(self) -> queue.SimpleQueue[Straggler]:
+    def _straggler_queue(self) -> queue.SimpleQueue[ForRecorder]:
         with self._lock:
             if self._stragglers is None:
                 self._stragglers = queue.SimpleQueue()
@@ -189,21 +195,47 @@ class SenderPool:
                 ).start()
             return self._stragglers
 
-    def _record_stragglers(self, finished: queue.SimpleQueue[Straggler]) -> None:
+    def let_go(self, timeout: float = 10.0) -> None:
+        """Has the recorder thread call ``idle`` now, after what it was given so far, and waits until it did:
+        before its database goes away, for example. Nothing to do when no send was ever adopted."""
+        with self._lock:
+            stragglers = self._stragglers
+        if stragglers is not None:
+            done = threading.Event()
+            stragglers.put(done)
+            done.wait(timeout)
+
+    def _record_stragglers(self, finished: queue.SimpleQueue[ForRecorder]) -> None:
         while True:
-            first = finished.get()
-            time.sleep(self._gather_seconds)  # those finishing together are recorded together
-            batch = [first]
-            while not finished.empty():
-                batch.append(finished.get())
             try:
-                self._record({future: (delivery, token) for future, delivery, token in batch})
-            except Exception:
-                logger.exception("Could not record %s straggling deliveries; they will be retried.", len(batch))
+                first = finished.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                self._call_idle()
+                continue
+            time.sleep(self._gather_seconds)  # those finishing together are recorded together
+            items = [first]
+            while not finished.empty():
+                items.append(finished.get())
+            batch = [item for item in items if not isinstance(item, threading.Event)]
+            if batch:
+                try:
+                    self._record({future: (delivery, token) for future, delivery, token in batch})
+                except Exception:
+                    logger.exception("Could not record %s straggling deliveries; they will be retried.", len(batch))
+            for asked in items:
+                if isinstance(asked, threading.Event):
+                    self._call_idle()
+                    asked.set()
+
+    def _call_idle(self) -> None:
+        try:
+            self._idle()
+        except Exception:
+            logger.exception("The straggler recorder could not let go of what it holds while idle.")
 
 
 def _queue_straggler(
-    finished: queue.SimpleQueue[Straggler],
+    finished: queue.SimpleQueue[ForRecorder],
     delivery: ClaimedDelivery,
     token: uuid.UUID,
     future: Future[DeliveryResult],

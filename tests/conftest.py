@@ -22,6 +22,16 @@ ALL_SCOPES = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _straggler_recorder_let_go(django_db_setup):
+    """The worker's straggler recorder keeps its database connection between records (``deliveries.dispatch``):
+    in this process, it lets go of it before the test database is dropped (after this fixture)."""
+    yield
+    from deliveries.dispatch import senders
+
+    senders.get().let_go()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -140,3 +140,76 @@ def test_sends_waiting_on_their_receiver_open_places_while_the_cpu_stays_idle(lo
 
     assert [result.status_code for result in results] == [200] * 30
     assert senders.threads == 6  # each answer takes 50 ms, a send's CPU well under 1 ms: every place opened
+
+
+class RecorderLog:
+    """What a pool's recorder thread was asked to do, in order: ``record`` with how many sends, or ``idle``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def record(self, finished) -> None:
+        self.calls.append(f"record {len(finished)}")
+
+    def idle(self) -> None:
+        self.calls.append("idle")
+
+
+def recorded_pool(log: RecorderLog, *, idle_seconds: float) -> SenderPool:
+    return SenderPool(concurrency=2, record=log.record, gather_seconds=0.01, idle=log.idle, idle_seconds=idle_seconds)
+
+
+def adopt_one(senders: SenderPool, receiver: Receiver) -> None:
+    """A send handed to the recorder, as a task does when it returns with it in flight."""
+    future = senders.submit(request(receiver, "/straggler"))
+    senders.adopt({future: (object(), None)})  # type: ignore[dict-item]  # the recorder only passes them on
+
+
+def test_the_recorder_keeps_what_it_holds_between_records_and_lets_go_once_none_came_for_its_idle_time(
+    loopback_callbacks,
+) -> None:
+    log = RecorderLog()
+    receiver = Receiver()
+    senders = recorded_pool(log, idle_seconds=0.5)
+    try:
+        adopt_one(senders, receiver)
+        wait_until(lambda: log.calls == ["record 1"])
+        adopt_one(senders, receiver)
+        wait_until(lambda: len(log.calls) == 2)
+        wait_until(lambda: len(log.calls) == 3)
+    finally:
+        receiver.close()
+
+    assert log.calls == ["record 1", "record 1", "idle"]
+
+
+def test_letting_go_has_the_recorder_go_idle_at_once_and_a_send_still_in_flight_is_recorded_when_it_finishes(
+    loopback_callbacks,
+) -> None:
+    log = RecorderLog()
+    answer = threading.Event()
+    receiver = Receiver(responder=lambda received: (answer.wait(10), (200, {}, b"ok"))[1])
+    senders = recorded_pool(log, idle_seconds=60.0)
+    try:
+        adopt_one(senders, receiver)
+        letting_go = threading.Thread(target=senders.let_go)
+        letting_go.start()
+        letting_go.join(10)
+        let_go = not letting_go.is_alive()
+        calls_then = list(log.calls)
+        answer.set()
+        wait_until(lambda: len(log.calls) == 2)
+    finally:
+        answer.set()
+        receiver.close()
+
+    assert let_go and calls_then == ["idle"]  # nothing recorded yet: the send was still waiting for its answer
+    assert log.calls == ["idle", "record 1"]
+
+
+def test_letting_go_of_a_pool_that_never_adopted_a_send_returns_at_once() -> None:
+    log = RecorderLog()
+
+    recorded_pool(log, idle_seconds=60.0).let_go(timeout=0)
+
+    assert log.calls == []
