@@ -24,6 +24,13 @@ def loopback_callbacks(e2e_settings):
     transport._connections.reset()
 
 
+def wait_until_none_pending(timeout: float = 10.0) -> None:
+    """Until every delivery has its outcome (a straggler's is recorded after its task returned)."""
+    deadline = time.monotonic() + timeout
+    while Delivery.objects.filter(status=DeliveryStatus.PENDING).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.django_db(transaction=True)  # now() must move on, and stragglers are recorded on their own connection
 def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization, loopback_callbacks) -> None:
     """The slow receiver answers only once the second event reached the fast one: if the first task waited
@@ -58,9 +65,7 @@ def test_a_slow_receiver_does_not_hold_back_deliveries_due_after_it(organization
         while timezone.now() < due_later:
             time.sleep(0.05)
         second_run = dispatch.send_due_deliveries(batch_size=50, max_seconds=30)  # the next wake-up
-        deadline = time.monotonic() + 10
-        while Delivery.objects.filter(status=DeliveryStatus.PENDING).exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_none_pending()
     finally:
         second_reached_fast.set()
         receiver.close()
@@ -137,9 +142,7 @@ def test_a_task_records_the_sends_that_finished_together_and_leaves_a_later_one_
         statuses = dict(Delivery.objects.values_list("subscription__callback_url", "status"))
         attempts = dict(Delivery.objects.annotate(n=Count("attempts")).values_list("subscription__callback_url", "n"))
         answer.set()
-        deadline = time.monotonic() + 10
-        while Delivery.objects.filter(status=DeliveryStatus.PENDING).exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_none_pending()
     finally:
         answer.set()
         receiver.close()
