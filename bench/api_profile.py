@@ -41,6 +41,8 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import urlencode  # noqa: E402
 
+from bench.procs import children_of  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("API_THROTTLE_RATE", "1000000/min")  # counted as always, never reached
@@ -149,13 +151,6 @@ def proc_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def memory_kb(pid: int) -> dict[str, int]:

@@ -11,16 +11,16 @@ The shape of (a) at its usual rate, where every relay pass finds one event: per 
 
 Each stage's CPU is this process's (``time.process_time``: every thread, the sending threads included) and the
 PostgreSQL backend's that served it (from ``/proc``, when the server runs on this machine; "n/a" otherwise).
+What is not here: the API request around the record, Celery's own work for the hand-over message, and
+the broker. Django runs against the embedded PostgreSQL in a temporary directory, or ``DATABASE_URL`` when
+set (it then gets an organization and subscriptions of its own). ``--ref`` times a git revision's code.
+The table goes to stdout, every figure to bench/results/<timestamp>-pass-cost.json.
 
 ``--delay-ms D`` makes the receiver answer each delivery after D ms, as a receiver across the internet does: a
 task then leaves its sends to the process's straggler recorder, which records them on a connection of its own,
 after the stage. The whole run's figures cover that: this process's CPU, every PostgreSQL process's (those that
 ended included, through the server's parent process) and the sessions PostgreSQL opened, per event, from the
 first timed event until every delivery is recorded.
-What is not here: the API request around the record, Celery's own work for the hand-over message, and
-the broker. Django runs against the embedded PostgreSQL in a temporary directory, or ``DATABASE_URL`` when
-set (it then gets an organization and subscriptions of its own). ``--ref`` times a git revision's code.
-The table goes to stdout, every figure to bench/results/<timestamp>-pass-cost.json.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.in_process import app_against_receiver, write_results
-from bench.procs import ROOT
+from bench.procs import ROOT, children_of, cpu_seconds
 from bench.progress import log
 
 STAGES = ("record", "relay", "task")
@@ -52,14 +52,19 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def backend_cpu_seconds() -> float | None:
-    """The CPU seconds of this connection's PostgreSQL backend so far; None when its process is not on this
-    machine (or not readable)."""
+def backend_pid() -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (pid,) = cursor.fetchone()
+    return int(pid)
+
+
+def backend_cpu_seconds() -> float | None:
+    """The CPU seconds of this connection's PostgreSQL backend so far; None when its process is not on this
+    machine (or not readable)."""
+    pid = backend_pid()
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -70,28 +75,11 @@ def backend_cpu_seconds() -> float | None:
 def server_cpu_seconds() -> float | None:
     """The CPU seconds of every process of this connection's PostgreSQL server so far: its parent's, its
     children's, and those of the children that ended (which the parent collected); None when not on this machine."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    tick = os.sysconf("SC_CLK_TCK")
     try:
-        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        fields = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()
+        parent = int(Path(f"/proc/{backend_pid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except OSError:
         return None
-    total = sum(int(value) for value in fields[11:15]) / tick  # utime, stime, cutime, cstime
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            child = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it ended meanwhile: its time is now its parent's
-        if int(child[1]) == parent:
-            total += (int(child[11]) + int(child[12])) / tick
-    return total
+    return cpu_seconds(parent, ended_children=True) + sum(cpu_seconds(child) for child in children_of(parent))
 
 
 def sessions_opened() -> int:

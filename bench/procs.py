@@ -167,13 +167,22 @@ def pss_kb(pid: int) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, ended_children: bool = False) -> float:
+    """utime + stime; with ``ended_children``, also that of the children it has waited for (cutime + cstime)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = fields[11:15] if ended_children else fields[11:13]
+    return sum(int(value) for value in ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def cmd_label(pid: int) -> str:
