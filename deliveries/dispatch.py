@@ -78,7 +78,9 @@ def record_stragglers(finished: InFlight) -> None:
 
 
 def close_recorder_connection() -> None:
-    """The straggler recorder's connection, closed once stragglers stop coming (``RECORDER_IDLE_SECONDS``)."""
+    """The straggler recorder's connection, closed once stragglers stop coming (``RECORDER_IDLE_SECONDS``).
+    A function, so that ``connection`` is looked up on the recorder's thread: ``connection.close`` taken where the
+    pool is made would be that thread's connection."""
     connection.close()
 
 
