@@ -15,6 +15,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from sapien.core.broker_probe import REDIS_SCHEMES
 from sapien.core.deferred_imports import JWCRYPTO, defer_imports
 from sapien.core.egress_proxy import parse_egress_proxy_url
 from sapien.core.tracing import configured as tracing_configured
@@ -313,10 +314,14 @@ ESL_BROKER_URL = env_str("ESL_BROKER_URL", "redis://127.0.0.1:63799/0")  # make 
 CELERY_BROKER_URL = ESL_BROKER_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
-# Messages are wake-ups, not work: acknowledged on receipt, since a lost one costs only a sweep interval.
-# (Late acks would also make a worker ack over a connection the broker just dropped, which kombu's
-# Redis transport can turn into an unrecoverable worker error.)
-CELERY_TASK_ACKS_LATE = False
+# Messages are wake-ups, not work: a lost one costs only a sweep interval. With Redis they are acknowledged on
+# receipt: a process takes a message off its list only when its loop is free, and a late acknowledgement over a
+# connection the broker just dropped is an unrecoverable worker error in kombu's Redis transport. RabbitMQ pushes a
+# message to any process with room in its prefetch window, which an acknowledgement on receipt opens as the task
+# starts: the next message would wait behind the running task (a sweep, a hand-over lingering for a slow receiver)
+# while the other process may be idle. Acknowledged when its task is done, it goes to a free process
+# (docs/benchmarks.md, "Late acknowledgements with RabbitMQ"); one whose process died goes to another at once.
+CELERY_TASK_ACKS_LATE = urlsplit(ESL_BROKER_URL).scheme not in REDIS_SCHEMES
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fix-up closes the database connection before and after every task unless told to reuse it:
 # a fresh connection (and cold catalog caches) per task cost 5-7 ms, more than the task's own statements.

@@ -117,7 +117,8 @@ def node_name(hostname: str | None, index: int | None) -> str:
 
 def build_worker(*, hostname: str, queues: list[str], loglevel: str) -> Any:
     """One Celery worker for this process, running each task as it takes it (the ``solo`` pool) and acknowledging
-    each message as the task starts (``sapien.worker_consumer``)."""
+    each message as soon as Celery asks (``sapien.worker_consumer``): as its task starts, or once it is done with
+    ``CELERY_TASK_ACKS_LATE`` (RabbitMQ: see the settings)."""
     from celery.utils.log import mlevel
 
     from sapien.celery import app
