@@ -5,13 +5,14 @@ import json
 import shlex
 import subprocess
 import sys
-from types import SimpleNamespace
+from collections.abc import Iterator
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import yaml
 from django.db import connection
 
-from sapien import gunicorn_conf, processes
+from sapien import processes
 from tests.support.processes import ROOT, python_json, service_env
 
 ROLES = {
@@ -66,8 +67,22 @@ def test_the_web_process_runs_gunicorn_with_the_shared_configuration() -> None:
     assert threaded[-4:] == ["--worker-class", "gthread", "--threads", "4"]
 
 
+@pytest.fixture
+def gunicorn_conf() -> Iterator[ModuleType]:
+    """``sapien.gunicorn_conf``, whose import makes OpenTelemetry unimportable in the importing process (as in
+    gunicorn's master, with tracing off): undone after the test, so that a test collected later can import it."""
+    unimportable_before = "opentelemetry" in sys.modules and sys.modules["opentelemetry"] is None
+    from sapien import gunicorn_conf as module
+
+    yield module
+    if not unimportable_before and "opentelemetry" in sys.modules and sys.modules["opentelemetry"] is None:
+        del sys.modules["opentelemetry"]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_the_web_master_forks_its_loaded_application_without_a_connection_and_frozen() -> None:
+def test_the_web_master_forks_its_loaded_application_without_a_connection_and_frozen(
+    gunicorn_conf: ModuleType,
+) -> None:
     assert gunicorn_conf.preload_app is True
     connection.ensure_connection()
 
