@@ -8,7 +8,6 @@ task is done (``CELERY_TASK_ACKS_LATE`` with any broker but Redis), it goes to t
 process asks for a message only when its loop is free.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery import Celery
@@ -26,11 +24,12 @@ from celery import Celery
 from tests.support.platform import BROKERS, broker_url_for
 from tests.support.processes import ROOT, service_env, wait_until
 
-# Two worker processes consuming QUEUE. ``spec.hold`` writes its process's pid as it starts (began-LABEL), holds the
-# process for SECONDS and writes where and when it ran (ended-LABEL); each process marks ready-PID once it consumes.
+# Two worker processes consuming QUEUE. ``spec.hold`` marks its start (began-LABEL), holds its process for SECONDS and
+# marks its end (ended-LABEL); each process marks ready-PID once it consumes. A mark holds the process's pid and
+# appears whole (written aside, then renamed).
 SCRIPT = textwrap.dedent(
     """
-    import json, os, sys, time
+    import os, sys, time
     from pathlib import Path
 
     from celery.signals import worker_ready
@@ -40,16 +39,19 @@ SCRIPT = textwrap.dedent(
 
     out, queue = Path(sys.argv[1]), sys.argv[2]
 
+    def mark(name):
+        (out / f".{name}").write_text(str(os.getpid()))
+        os.replace(out / f".{name}", out / name)
+
     @app.task(name="spec.hold")
     def hold(label, seconds):
-        began = time.time()
-        (out / f"began-{label}").write_text(str(os.getpid()))
+        mark(f"began-{label}")
         time.sleep(seconds)
-        (out / f"ended-{label}").write_text(json.dumps({"pid": os.getpid(), "began": began, "ended": time.time()}))
+        mark(f"ended-{label}")
 
     @worker_ready.connect
     def ready(**_):
-        (out / f"ready-{os.getpid()}").touch()
+        mark(f"ready-{os.getpid()}")
 
     def run(index):
         return run_worker(hostname=node_name(f"placement-{queue}", index), queues=[queue], loglevel="WARNING")
@@ -77,9 +79,8 @@ def two_worker_processes(broker_url: str, out: Path, queue: str) -> Iterator[Non
             connection.default_channel.queue_delete(queue)
 
 
-def ended(out: Path, label: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads((out / f"ended-{label}").read_text())
-    return result
+def pid_of(out: Path, mark: str) -> int:
+    return int((out / mark).read_text())
 
 
 @pytest.mark.parametrize("broker", BROKERS)
@@ -90,13 +91,13 @@ def test_a_task_sent_while_one_process_is_held_runs_at_once_on_the_other(broker:
         with two_worker_processes(broker_url, tmp_path, queue):
             publisher.send_task("spec.hold", args=["held", 20], queue=queue)
             wait_until(lambda: (tmp_path / "began-held").exists(), message="the holding task to start")
-            held_by = int((tmp_path / "began-held").read_text())
+            held_by = pid_of(tmp_path, "began-held")
             for label in ("first", "second"):  # one for each process's turn, whatever order the broker keeps
                 publisher.send_task("spec.hold", args=[label, 0], queue=queue)
             wait_until(lambda: (tmp_path / "ended-second").exists(), timeout=15, message="the second quick task")
 
-            assert ended(tmp_path, "first")["pid"] != held_by
-            assert ended(tmp_path, "second")["pid"] != held_by
+            assert pid_of(tmp_path, "ended-first") != held_by
+            assert pid_of(tmp_path, "ended-second") != held_by
             assert not (tmp_path / "ended-held").exists()
     finally:
         publisher.close()
