@@ -41,7 +41,7 @@ from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import urlencode  # noqa: E402
 
-from bench.procs import children_of  # noqa: E402
+from bench.procs import children_of, cpu_seconds, cpu_seconds_if_here  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sapien.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -93,15 +93,6 @@ def issue_token(call: Caller) -> str:
     return str(json.loads(body)["access_token"])
 
 
-def backend_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a PostgreSQL backend, if it runs here."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def requests_of(kind: str, token: str) -> Callable[[int], dict[str, Any]]:
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
@@ -143,14 +134,6 @@ def run(call: Caller, make: Callable[[int], dict[str, Any]], count: int, start: 
 
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -255,12 +238,12 @@ def served(args: argparse.Namespace) -> None:
         for _ in range(args.repeats):
             for kind in rows:
                 method, path, body = kinds[kind]
-                pg_before = {pid: proc_cpu_seconds(pid) for pid in backends_of_this_database()}
-                web_before = sum(proc_cpu_seconds(pid) for pid in [server.pid, *workers])
+                pg_before = {pid: cpu_seconds(pid) for pid in backends_of_this_database()}
+                web_before = sum(cpu_seconds(pid) for pid in [server.pid, *workers])
                 rate = served_load(base + path, method, body, token, count=args.requests, clients=args.clients)
-                web_after = sum(proc_cpu_seconds(pid) for pid in [server.pid, *workers])
+                web_after = sum(cpu_seconds(pid) for pid in [server.pid, *workers])
                 # A backend that ended meanwhile is missed; one that began is counted from its start.
-                pg_after = {pid: proc_cpu_seconds(pid) for pid in backends_of_this_database()}
+                pg_after = {pid: cpu_seconds(pid) for pid in backends_of_this_database()}
                 pg = sum(max(cpu - pg_before.get(pid, 0.0), 0.0) for pid, cpu in pg_after.items())
                 rows[kind]["rate"].append(rate)
                 rows[kind]["cpu"].append((web_after - web_before) * 1000 / args.requests)
@@ -320,10 +303,10 @@ def main() -> None:
         for kind in kinds:  # interleaved, so that a burst of foreign load hits every kind alike
             connection.ensure_connection()
             backend = connection.connection.info.backend_pid
-            pg_before = backend_cpu_seconds(backend)
+            pg_before = cpu_seconds_if_here(backend)
             cpu, wall = run(call, requests_of(kind, token), args.requests, counter)
             counter += args.requests
-            pg_after = backend_cpu_seconds(backend) if connection.connection is not None else None
+            pg_after = cpu_seconds_if_here(backend) if connection.connection is not None else None
             results[kind]["cpu"].append(cpu * 1000 / args.requests)
             results[kind]["wall"].append(wall * 1000 / args.requests)
             if pg_before is not None and pg_after is not None:

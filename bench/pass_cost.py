@@ -26,7 +26,6 @@ first timed event until every delivery is recorded.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.in_process import app_against_receiver, write_results
-from bench.procs import ROOT, children_of, cpu_seconds
+from bench.procs import ROOT, children_of, cpu_seconds, cpu_seconds_if_here
 from bench.progress import log
 
 STAGES = ("record", "relay", "task")
@@ -64,12 +63,7 @@ def backend_pid() -> int:
 def backend_cpu_seconds() -> float | None:
     """The CPU seconds of this connection's PostgreSQL backend so far; None when its process is not on this
     machine (or not readable)."""
-    pid = backend_pid()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return cpu_seconds_if_here(backend_pid())
 
 
 def server_cpu_seconds() -> float | None:

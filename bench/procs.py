@@ -167,15 +167,22 @@ def pss_kb(pid: int) -> int | None:
     return None
 
 
-def cpu_seconds(pid: int, *, ended_children: bool = False) -> float:
-    """utime + stime; with ``ended_children``, also that of the children it has waited for (cutime + cstime)."""
+def cpu_seconds_if_here(pid: int, *, ended_children: bool = False) -> float | None:
+    """utime + stime; with ``ended_children``, also that of the children it has waited for (cutime + cstime).
+    None when no such process runs on this machine (or it cannot be read)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return None
     fields = stat[stat.rfind(")") + 2 :].split()
     ticks = fields[11:15] if ended_children else fields[11:13]
     return sum(int(value) for value in ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, ended_children: bool = False) -> float:
+    """``cpu_seconds_if_here``, 0 for a process that is gone."""
+    seconds = cpu_seconds_if_here(pid, ended_children=ended_children)
+    return 0.0 if seconds is None else seconds
 
 
 def children_of(pid: int) -> list[int]:
