@@ -25,7 +25,7 @@ import bench
 from bench import procs
 from bench.config import build_config, parser
 from bench.phases.limits import measure_limits
-from bench.procs import HOST, ROOT, MemorySampler, Proc, export_revision, free_port, wait_port
+from bench.procs import HOST, RECEIVER_GROUP, ROOT, MemorySampler, Proc, export_revision, free_port, wait_port
 from bench.profile import py_spy
 from bench.progress import log
 from bench.receiving import ReceiverClient
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sampler.start()
         receiver_port = free_port()
-        receiver_proc = Proc("receiver", [PYTHON, str(ROOT / "bench" / "receiver.py"), "--port", str(receiver_port)],
-                             dict(os.environ), work)  # fmt: skip
+        receiver_command = [PYTHON, str(ROOT / "bench" / "receiver.py"), "--port", str(receiver_port)]
+        receiver_proc = Proc(RECEIVER_GROUP, receiver_command, dict(os.environ), work)
         wait_port(receiver_port, 30, receiver_proc)
-        sampler.watch("receiver", receiver_proc.pid)
+        sampler.watch(RECEIVER_GROUP, receiver_proc.pid)
         receiver = ReceiverClient(receiver_port)
         receiver_url = f"http://{HOST}:{receiver_port}"
         app_root = export_revision(args.ref, work) if args.ref else ROOT

@@ -1,14 +1,23 @@
-"""API load: closed-loop bursts and open-loop fixed-rate phases, from client threads with keep-alive sessions."""
+"""API load: closed-loop bursts and open-loop fixed-rate phases, from client threads with a connection each.
+
+Each thread speaks HTTP/1.1 through ``http.client``, keeping its connection while the server keeps it (gunicorn's
+sync workers close it after every response, so there a request opens a new one, as any client's would). The
+load's own CPU counts in (a)'s "CPU per delivery, all" (it runs in the bench's process), and takes its cores
+from the system measured: ``requests`` spends about three times what ``http.client`` does on a request (0.46
+against 0.16 ms, to a server that closes after each response; docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
+import http.client
 import itertools
+import json
+import select
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import requests
+from urllib.parse import urlsplit
 
 NOTES = "x" * 600  # makes the delivered envelope ~1 KB, as in the research anchors
 
@@ -49,14 +58,54 @@ class LoadResult:
         return self.ok / self.seconds
 
 
-def _session(token: str | None) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-    session.mount("http://", adapter)
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    return session
+class JsonPoster:
+    """POSTs JSON bodies to one URL over one connection, opened again when the server closed it.
+
+    A kept connection the server has closed meanwhile (its keep-alive timeout) reads as ready with nothing to
+    read: it is replaced before the request is written, as urllib3 does, never retried after (a POST sent
+    twice would create twice).
+    """
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not a plain HTTP URL: {url}")
+        self.host, self.port, self.timeout = parts.hostname, parts.port or 80, timeout
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.connection: http.client.HTTPConnection | None = None
+
+    def _ready_connection(self) -> http.client.HTTPConnection:
+        connection = self.connection
+        if connection is not None and connection.sock is not None:
+            readable, _, _ = select.select([connection.sock], [], [], 0)
+            if readable:  # closed by the server (or something unasked for): not to be written to
+                connection.close()
+                connection = None
+        if connection is None:
+            connection = self.connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return connection
+
+    def post(self, body: dict[str, object]) -> tuple[int, bytes]:
+        """The response's status and body."""
+        connection = self._ready_connection()
+        try:
+            connection.request("POST", self.path, json.dumps(body).encode(), self.headers)
+            response = connection.getresponse()
+            content = response.read()
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, content
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 def run_load(
@@ -75,7 +124,7 @@ def run_load(
     result.first_start = time.time() + 0.05
 
     def worker() -> None:
-        session = _session(token)
+        poster = JsonPoster(url, token)
         local_lat: list[float] = []
         local_ok = 0
         local_errors: list[str] = []
@@ -99,12 +148,12 @@ def run_load(
                 break
             began = time.perf_counter()
             try:
-                response = session.post(url, json=make_body(index), timeout=60)
-                if response.status_code in (200, 201):
+                status, content = poster.post(make_body(index))
+                if status in (200, 201):
                     local_ok += 1
                 else:
-                    local_errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
-            except requests.RequestException as exc:
+                    local_errors.append(f"HTTP {status}: {content[:200].decode(errors='replace')}")
+            except (OSError, http.client.HTTPException) as exc:
                 local_errors.append(f"{type(exc).__name__}: {exc}"[:200])
             local_lat.append(time.perf_counter() - began)
         end = time.time()
@@ -115,7 +164,7 @@ def run_load(
             result.latencies += local_lat
             result.last_end = max(result.last_end, end)
             result.max_lag = max(result.max_lag, lag)
-        session.close()
+        poster.close()
 
     pool = [threading.Thread(target=worker, name=f"load-{n}", daemon=True) for n in range(threads)]
     for thread in pool:

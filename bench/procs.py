@@ -21,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+# The receiver's process group: watched, but outside the system measured (CpuUse.system_cpu_ms_per_item).
+RECEIVER_GROUP = "receiver"
 
 _running: list[Proc] = []
 _lock = threading.Lock()
@@ -283,7 +285,13 @@ def system_busy_seconds() -> float:
 
 @dataclass(frozen=True)
 class CpuUse:
-    """CPU used during a phase; ``bench_cpu_ms_per_item`` is ``None`` when the phase counted no work items."""
+    """CPU used during a phase; the figures per item are ``None`` when the phase counted no work items.
+
+    ``bench_cpu_ms_per_item`` is everything the bench started or ran: the system measured, the receiver, and the
+    bench's own process (the API load's clients, its polling). ``system_cpu_ms_per_item`` is the system alone:
+    its processes, broker and PostgreSQL, without the receiver and the bench's process, which stand for the
+    world outside it.
+    """
 
     seconds: float
     machine_busy_cores: float
@@ -291,6 +299,8 @@ class CpuUse:
     foreign_cores: float
     cpu_seconds_by_group: dict[str, float]
     bench_cpu_ms_per_item: float | None = None
+    own_cpu_seconds: float = 0.0
+    system_cpu_ms_per_item: float | None = None
 
 
 class CpuMeter:
@@ -326,7 +336,9 @@ class CpuMeter:
         for label, pids in groups.items():
             before = self.groups.get(label, {})
             per_group[label] = round(sum(cpu - before.get(pid, 0.0) for pid, cpu in pids.items()), 3)
-        ours = sum(per_group.values()) + (self._own() - self.own)
+        own = self._own() - self.own
+        ours = sum(per_group.values()) + own
+        system = sum(cpu for label, cpu in per_group.items() if label != RECEIVER_GROUP)
         return CpuUse(
             seconds=round(elapsed, 2),
             machine_busy_cores=round(busy / elapsed, 2),
@@ -334,4 +346,6 @@ class CpuMeter:
             foreign_cores=round(max(busy - ours, 0.0) / elapsed, 2),
             cpu_seconds_by_group=per_group,
             bench_cpu_ms_per_item=round(1000 * ours / work_items, 3) if work_items else None,
+            own_cpu_seconds=round(own, 3),
+            system_cpu_ms_per_item=round(1000 * system / work_items, 3) if work_items else None,
         )

@@ -89,11 +89,11 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
     pa_rate = pa.deliveries_per_s if pa else None
     systems: list[tuple[str, DeliveryPhase]] = [("Sapien", a), *([("django-webhook", pa)] if pa else [])]
     table(f"[{broker}] (a) sustained end-to-end, {a.events} events x {subs} subs", [
-        "system", "deliveries/s", "events/s", "API writes/s", "missing", "dups", "CPU ms/delivery",
-        "foreign cores", "vs peer", "vs HTTP limit"], [
+        "system", "deliveries/s", "events/s", "API writes/s", "missing", "dups", "CPU ms/delivery (all)",
+        "CPU ms/delivery (system)", "foreign cores", "vs peer", "vs HTTP limit"], [
         [who, fmt(x.deliveries_per_s), fmt(x.events_per_s), fmt(x.load.req_per_s),
          fmt(x.missing), fmt(x.duplicates), fmt(x.cpu.bench_cpu_ms_per_item, 2),
-         fmt(x.cpu.foreign_cores, 2), fx(ratio(x.deliveries_per_s, pa_rate)),
+         fmt(x.cpu.system_cpu_ms_per_item, 2), fmt(x.cpu.foreign_cores, 2), fx(ratio(x.deliveries_per_s, pa_rate)),
          fx(ratio(x.deliveries_per_s, http.rps))]
         for who, x in systems
     ])  # fmt: skip
@@ -104,11 +104,16 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
         f"[{broker}] (a) CPU seconds by process during the phase",
         ["process group", "Sapien run", "peer run"],
         [
-            [g, fmt(sapien_cpu.get(g), 2), fmt(peer_cpu.get(g), 2)]
-            for g in groups
-            if any(cpu.get(g) for cpu in by_group)
+            *(
+                [g, fmt(sapien_cpu.get(g), 2), fmt(peer_cpu.get(g), 2)]
+                for g in groups
+                if any(cpu.get(g) for cpu in by_group)
+            ),
+            ["bench (the API load, its polling)", fmt(a.cpu.own_cpu_seconds, 2),
+             fmt(pa.cpu.own_cpu_seconds if pa else None, 2)],
         ],
     )
+    print("  all: every row; system: its processes, broker and PostgreSQL, without the receiver and the bench")
     rows = []
     peer_b = peer.b_latency if peer else []
     for who, phases in (("Sapien", sapien.b_latency), ("django-webhook", peer_b)):

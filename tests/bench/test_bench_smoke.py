@@ -44,6 +44,8 @@ def test_a_quick_bench_run_prints_every_figure_and_loses_nothing(tmp_path) -> No
     results = ROOT / next(line.split(": ", 1)[1] for line in lines if line.startswith("results: "))
     figures = json.loads(results.read_text())["brokers"]["redis"]["sapien"]
     assert figures["a_sustained"]["unique"] == figures["a_sustained"]["expected"] > 0
+    cpu = figures["a_sustained"]["cpu"]  # the system alone: without the receiver and the bench's own load
+    assert 0 < cpu["system_cpu_ms_per_item"] < cpu["bench_cpu_ms_per_item"] and cpu["own_cpu_seconds"] > 0
     assert figures["f_isolation"]["mixed"]["other_requests"] > 0  # the failing and slow receivers were reached
     assert all(stage["n"] > 0 for stage in figures["b_latency"][0]["stages_ms"].values())
     for writes in (figures["a_sustained"]["writes"], figures["c_relay"]["drain"]["writes"]):
