@@ -12,8 +12,9 @@ environment measures the create without its outbox event. Each run creates an or
 rows (use a scratch database).
 
 ``--served`` instead starts gunicorn as ``sapien.processes.web()`` does (``--workers``, ``--threads``) and
-sends the same requests over HTTP from ``--clients`` threads with keep-alive sessions, closed loop. Per kind
-it prints requests/s, gunicorn's CPU ms per request (master and workers) and its PostgreSQL backends';
+sends the same requests over HTTP from ``--clients`` threads with a connection each (``bench.loadgen``'s, kept
+while the server keeps it), closed loop. Per kind it prints requests/s, gunicorn's CPU ms per request (master and
+workers) and its PostgreSQL backends';
 then each worker's peak RSS, RSS and PSS (``/proc/PID/smaps_rollup``).
 """
 
@@ -161,26 +162,25 @@ def backends_of_this_database() -> list[int]:
 
 def served_load(url: str, method: str, body: Callable[[int], bytes] | None, token: str, *, count: int,
                 clients: int) -> float:  # fmt: skip
-    """Requests/s of ``count`` requests from ``clients`` threads, closed loop, each with a keep-alive session."""
-    import requests
+    """Requests/s of ``count`` requests from ``clients`` threads, closed loop, each with a connection of its own
+    (``bench.loadgen.JsonPoster``: kept while the server keeps it)."""
+    from bench.loadgen import JsonPoster
 
     counter = iter(range(count))
     lock = threading.Lock()
     failures: list[str] = []
 
     def client() -> None:
-        session = requests.Session()
-        session.trust_env = False
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        poster = JsonPoster(url, token)
         while True:
             with lock:
                 index = next(counter, None)
             if index is None:
                 break
-            response = session.request(method, url, data=body(index) if body else None, headers=headers, timeout=60)
-            if response.status_code >= 300:
-                failures.append(f"{response.status_code} {response.text[:200]}")
-        session.close()
+            status, content = poster.send(method, body(index) if body else None)
+            if status >= 300:
+                failures.append(f"{status} {content[:200].decode(errors='replace')}")
+        poster.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     began = time.perf_counter()

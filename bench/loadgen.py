@@ -59,7 +59,7 @@ class LoadResult:
 
 
 class JsonPoster:
-    """POSTs JSON bodies to one URL over one connection, opened again when the server closed it.
+    """Sends requests (POSTs of JSON bodies) to one URL over one connection, opened again when the server closed it.
 
     A kept connection the server has closed meanwhile (its keep-alive timeout) reads as ready with nothing to
     read: it is replaced before the request is written, as urllib3 does, never retried after (a POST sent
@@ -90,9 +90,13 @@ class JsonPoster:
 
     def post(self, body: dict[str, object]) -> tuple[int, bytes]:
         """The response's status and body."""
+        return self.send("POST", json.dumps(body).encode())
+
+    def send(self, method: str, content: bytes | None = None) -> tuple[int, bytes]:
+        """The response's status and body to a request of ``method`` with ``content`` (JSON) as its body."""
         connection = self._ready_connection()
         try:
-            connection.request("POST", self.path, json.dumps(body).encode(), self.headers)
+            connection.request(method, self.path, content, self.headers)
             response = connection.getresponse()
             content = response.read()
         except BaseException:

@@ -109,8 +109,11 @@ def broker_report(results: Results, broker: str, sapien: SapienRun, peer: PeerRu
                 for g in groups
                 if any(cpu.get(g) for cpu in by_group)
             ),
-            ["bench (the API load, its polling)", fmt(a.cpu.own_cpu_seconds, 2),
-             fmt(pa.cpu.own_cpu_seconds if pa else None, 2)],
+            [
+                "bench (the API load, its polling)",
+                fmt(a.cpu.own_cpu_seconds, 2),
+                fmt(pa.cpu.own_cpu_seconds if pa else None, 2),
+            ],
         ],
     )
     print("  all: every row; system: its processes, broker and PostgreSQL, without the receiver and the bench")
