@@ -19,6 +19,7 @@ the same database server, broker and receiver. Figures:
     (f) healthy subscriptions' first attempts, alone and beside failing and slow ones
     (g) (a)'s workload while one transaction stays open
     limits: one keep-alive client posting to the receiver (req/s); single-row INSERTs (rows/s)
+    goals: the cost goals (bench/targets.py), met or not in this run, per broker
 
 A table is printed and the figures go to bench/results/<timestamp>.json. The exit
 status is non-zero when a Sapien delivery was lost (received < expected). See bench/README.md.
@@ -26,8 +27,9 @@ status is non-zero when a Sapien delivery was lost (received < expected). See be
 Modules: ``config`` (flags -> ``Config``), ``stats`` (percentiles, ratios), ``results`` (the
 frozen result of every phase), ``receiving`` (the receiver's control API), ``phases/`` (one
 module per phase), ``systems`` (the phases in order, for Sapien and for the peer), ``report``
-(the printed tables), ``writes`` (PostgreSQL's write counters around a phase), ``__main__`` (the
-run). ``procs``, ``stack``, ``peer``, ``loadgen`` and ``profile`` start and drive processes;
-``receiver``, ``limits`` and ``sapien_side`` are the scripts those processes run. ``sendpath`` is a
-run of its own: ``python -m bench.sendpath`` times the worker's send path per delivery.
+(the printed tables), ``targets`` (the cost goals, judged on the run's figures), ``writes``
+(PostgreSQL's write counters around a phase), ``__main__`` (the run). ``procs``, ``stack``, ``peer``,
+``loadgen`` and ``profile`` start and drive processes; ``receiver``, ``limits`` and ``sapien_side`` are the
+scripts those processes run. ``sendpath`` is a run of its own: ``python -m bench.sendpath`` times the worker's
+send path per delivery.
 """

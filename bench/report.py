@@ -18,6 +18,7 @@ from bench.results import (
     Writes,
 )
 from bench.stats import ratio
+from bench.targets import verdicts
 
 
 def fmt(value: Any, digits: int = 0) -> str:
@@ -72,6 +73,7 @@ def report(results: Results) -> None:
             print(f"\n[{broker}] peer: {run.peer.error}")
         soak_report(broker, run.sapien)
     rss_table(results.rss, results.group_pss_mb)
+    targets_report(results)
     for broker, run in results.brokers.items():
         for who, system in (("sapien", run.sapien), ("peer", run.peer)):
             if isinstance(system, SapienRun | PeerRun) and system.a_sustained.profile:
@@ -299,6 +301,17 @@ def profile_report(title: str, profile: Profile) -> None:
         for key, label, count in (("by_package", "running code in", 8), ("self", "hottest frames", 5),
                                   ("app_total", "app code incl. callees", 10)):  # fmt: skip
             print(f"    {label}: " + "; ".join(f"{share:.0%} {frame}" for frame, share in summary[key][:count]))
+
+
+def targets_report(results: Results) -> None:
+    """The cost goals (bench/targets.py), judged on this run's figures, per broker."""
+    assert results.limits is not None
+    for broker, run in results.brokers.items():
+        if isinstance(run.sapien, Failed):
+            continue
+        peer = run.peer if isinstance(run.peer, PeerRun) else None
+        rows = [[v.goal, v.figure, v.word] for v in verdicts(broker, run.sapien, peer, results.limits, results.rss)]
+        table(f"[{broker}] the cost goals in this run", ["goal", "this run", ""], rows)
 
 
 def rss_table(rss: list[RssRow], group_pss: dict[str, float]) -> None:

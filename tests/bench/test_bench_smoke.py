@@ -27,6 +27,7 @@ TABLES = [
     "writes per delivery by table",
     "(f) healthy subscriptions' first attempts",
     "(g) (a)'s workload while one transaction stays open",
+    "the cost goals in this run",
 ]
 
 
