@@ -98,13 +98,13 @@ class JsonPoster:
         try:
             connection.request(method, self.path, content, self.headers)
             response = connection.getresponse()
-            content = response.read()
+            answer = response.read()
         except BaseException:
             self.close()
             raise
         if response.will_close:
             self.close()
-        return response.status, content
+        return response.status, answer
 
     def close(self) -> None:
         if self.connection is not None:
