@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench.phases.scale import FIGURES
 from bench.results import (
     DeliveryPhase,
@@ -17,22 +15,8 @@ from bench.results import (
     SendPath,
     Writes,
 )
-from bench.stats import ratio
+from bench.stats import fmt, fx, ratio
 from bench.targets import verdicts
-
-
-def fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def fx(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:

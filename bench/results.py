@@ -137,6 +137,10 @@ class Writes:
     subtracted: str  # the bench's own statement taken out of the figures ("" when none)
 
 
+# The label of (b)'s run at half of (a)'s event rate, where the latency goal is set (bench/targets.py).
+HALF_RATE_LABEL = "50% of (a)"
+
+
 @dataclass(frozen=True)
 class DeliveryPhase(Deliveries):
     """(a) or (b): ``events`` written through the API (closed loop, or open loop at ``target_rate``)."""
@@ -149,7 +153,7 @@ class DeliveryPhase(Deliveries):
     achieved_rate: float | None
     profile: Profile | None = None  # --profile, (a) only
     stages_ms: dict[str, Stage] | None = None  # Sapien only
-    label: str | None = None  # (b): which rate
+    label: str | None = None  # (b): which rate (HALF_RATE_LABEL: half of (a)'s event rate)
     writes: Writes | None = None  # (a) only
 
 

@@ -1,6 +1,9 @@
-"""Percentiles, milliseconds and ratios, each ``None`` when there is nothing to compute it from."""
+"""Percentiles, milliseconds and ratios, each ``None`` when there is nothing to compute it from; and how a figure
+prints (``fmt``, ``fx``: "-" for ``None``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -29,3 +32,17 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b:
         return None
     return round(a / b, 3)
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def fx(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.results import Limits, PeerRun, RssRow, SapienRun
-from bench.stats import ratio
+from bench.results import HALF_RATE_LABEL, Limits, PeerRun, RssRow, SapienRun
+from bench.stats import fmt, fx, ratio
 
 CPU_MS_PER_DELIVERY = 2.0  # (a), every process the run started, the bench's own included
 TIMES_THE_PEER = 3.0  # (a) deliveries/s
@@ -22,7 +22,6 @@ HALF_RATE_P50_MS, HALF_RATE_P99_MS = 15.0, 60.0  # (b) at half of (a)'s event ra
 PEAK_RSS_MB = 80.0  # every Sapien process
 # (a)'s rows, index entries and WAL bytes per delivery on the code the goals were set on (082cbb4): to be halved.
 WRITES_BEFORE = (5.29, 18.6, 3431.0)
-HALF_RATE_LABEL = "50% of (a)"
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,6 @@ def _at_least(value: float | None, limit: float) -> bool | None:
     return None if value is None else value >= limit
 
 
-def _num(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:,.{digits}f}{suffix}"
-
-
 def verdicts(broker: str, sapien: SapienRun, peer: PeerRun | None, limits: Limits, rss: list[RssRow]) -> list[Verdict]:
     """Each goal, judged on ``sapien``'s run with ``broker`` (and the peer's, when it ran)."""
     a, cpu = sapien.a_sustained, sapien.a_sustained.cpu
@@ -70,40 +65,38 @@ def verdicts(broker: str, sapien: SapienRun, peer: PeerRun | None, limits: Limit
     return [
         Verdict(
             f"CPU per delivery, (a), all processes <= {CPU_MS_PER_DELIVERY} ms",
-            f"all {_num(cpu.bench_cpu_ms_per_item)} ms (the system alone {_num(cpu.system_cpu_ms_per_item)})",
+            f"all {fmt(cpu.bench_cpu_ms_per_item, 2)} ms (the system alone {fmt(cpu.system_cpu_ms_per_item, 2)})",
             _at_most(cpu.bench_cpu_ms_per_item, CPU_MS_PER_DELIVERY),
         ),
         Verdict(
             f"(a) deliveries/s >= {TIMES_THE_PEER:.0f}x the peer",
-            f"{_num(a.deliveries_per_s, 0)} / {_num(peer.a_sustained.deliveries_per_s, 0) if peer else '-'}"
-            f" = {_num(vs_peer, suffix='x')}",
+            f"{fmt(a.deliveries_per_s)} / {fmt(peer.a_sustained.deliveries_per_s if peer else None)} = {fx(vs_peer)}",
             _at_least(vs_peer, TIMES_THE_PEER),
         ),
         Verdict(
             f"(d) creates/s, outbox on / off >= {OUTBOX_ON_OFF}x",
-            f"{_num(d.on_req_per_s, 0)} / {_num(d.off_req_per_s, 0)} = {_num(d.ratio_on_off, suffix='x')}",
+            f"{fmt(d.on_req_per_s)} / {fmt(d.off_req_per_s)} = {fx(d.ratio_on_off)}",
             _at_least(d.ratio_on_off, OUTBOX_ON_OFF),
         ),
         Verdict(
             f"(a2) deliveries/s / the posting loop >= {DRAIN_VS_POSTING_LOOP}x",
-            f"{_num(sapien.c_relay.drain.first_to_last_per_s, 0)} / {_num(limits.http_keepalive_1conn.rps, 0)}"
-            f" = {_num(drain, suffix='x')}",
+            f"{fmt(sapien.c_relay.drain.first_to_last_per_s)} / {fmt(limits.http_keepalive_1conn.rps)} = {fx(drain)}",
             _at_least(drain, DRAIN_VS_POSTING_LOOP),
         ),
         Verdict(
             "(a) rows / index entries / WAL bytes per delivery, half of "
             + " / ".join(f"{before:,.4g}" for before in WRITES_BEFORE),
-            " / ".join(_num(value, 2) for value in per_delivery),
+            " / ".join(fmt(value, 2) for value in per_delivery),
             None if None in halved else all(halved),
         ),
         Verdict(
             f"(b) at half of (a): p50 <= {HALF_RATE_P50_MS:.0f} ms, p99 <= {HALF_RATE_P99_MS:.0f} ms",
-            f"{_num(p50, 1)} / {_num(p99, 1)} ms",
+            f"{fmt(p50, 1)} / {fmt(p99, 1)} ms",
             None if p50 is None or p99 is None else p50 <= HALF_RATE_P50_MS and p99 <= HALF_RATE_P99_MS,
         ),
         Verdict(
             f"peak RSS of every Sapien process <= {PEAK_RSS_MB:.0f} MB",
-            f"at most {_num(max(peaks, default=None), 1)} MB ({len(peaks)} processes)",
+            f"at most {fmt(max(peaks, default=None), 1)} MB ({len(peaks)} processes)",
             _at_most(max(peaks, default=None), PEAK_RSS_MB),
         ),
     ]

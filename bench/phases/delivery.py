@@ -14,9 +14,8 @@ from bench.procs import CpuMeter, MemorySampler
 from bench.profile import Profiler
 from bench.progress import log
 from bench.receiving import Receipt, ReceiverClient, drain_timeout
-from bench.report import fmt
-from bench.results import Deliveries, DeliveryPhase, DeliveryPhases, LoadSummary, Stage
-from bench.stats import ms, pct
+from bench.results import HALF_RATE_LABEL, Deliveries, DeliveryPhase, DeliveryPhases, LoadSummary, Stage
+from bench.stats import fmt, ms, pct
 from bench.writes import WriteMeter
 
 FIXED_RATE = 100.0  # events/s for the first latency phase
@@ -94,7 +93,7 @@ def delivery_phases(
             f"{fmt(w.wal_bytes_per_delivery)} WAL bytes")  # fmt: skip
     b_latency = []
     event_rate = a.events_per_s or 10.0
-    rates = (("fixed 100/s", FIXED_RATE), ("50% of (a)", round(0.5 * event_rate, 1)),
+    rates = (("fixed 100/s", FIXED_RATE), (HALF_RATE_LABEL, round(0.5 * event_rate, 1)),
              ("80% of (a)", round(0.8 * event_rate, 1)))  # fmt: skip
     for label, rate in rates:
         log(f"{title} (b) latency at {rate} events/s for {cfg.latency_seconds:.0f} s")

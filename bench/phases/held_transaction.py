@@ -9,9 +9,8 @@ from bench.loadgen import person_body, run_load
 from bench.procs import CpuMeter, MemorySampler
 from bench.progress import log
 from bench.receiving import ReceiverClient
-from bench.report import fmt, fx
 from bench.results import Deliveries, HeldTransaction, LoadSummary
-from bench.stats import ratio
+from bench.stats import fmt, fx, ratio
 
 WINDOWS = 6  # throughput is reported per sixth of the hold
 

@@ -13,10 +13,9 @@ from bench.phases.limits import LIMITS_PY, PYTHON, run_json
 from bench.procs import CpuMeter
 from bench.progress import log
 from bench.receiving import ReceiverClient, drain_timeout
-from bench.report import fmt
 from bench.results import Deliveries, Drain, Relay
 from bench.stack import SapienStack
-from bench.stats import ratio
+from bench.stats import fmt, ratio
 from bench.writes import WriteMeter, own_statement
 
 ENVELOPE = json.dumps(

@@ -3,8 +3,8 @@
 from types import SimpleNamespace as Figures
 from typing import Any
 
-from bench.results import RssRow
-from bench.targets import HALF_RATE_LABEL, verdicts
+from bench.results import HALF_RATE_LABEL, RssRow
+from bench.targets import verdicts
 
 
 def run(*, cpu_all=1.9, cpu_system=1.6, rate=900.0, on=500.0, off=520.0, drain=4000.0, rows=5.0, p50=9.0, p99=30.0):
