@@ -169,16 +169,55 @@ def pss_kb(pid: int) -> int | None:
     return None
 
 
-def cpu_seconds_if_here(pid: int, *, ended_children: bool = False) -> float | None:
-    """utime + stime; with ``ended_children``, also that of the children it has waited for (cutime + cstime).
-    None when no such process runs on this machine (or it cannot be read)."""
+@dataclass(frozen=True)
+class ProcessCpu:
+    """A process's CPU seconds: its own (utime + stime) and its ended children's that it waited for (cutime +
+    cstime), with its parent's pid."""
+
+    own: float
+    ended_children: float
+    parent: int
+
+
+def process_cpu(pid: int) -> ProcessCpu | None:
+    """None when no such process runs on this machine (or it cannot be read)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    ticks = fields[11:15] if ended_children else fields[11:13]
-    return sum(int(value) for value in ticks) / os.sysconf("SC_CLK_TCK")
+    fields = stat[stat.rfind(")") + 2 :].split()  # fields: state, ppid, ..., utime (11), stime, cutime, cstime
+    tick = os.sysconf("SC_CLK_TCK")
+    return ProcessCpu(
+        own=(int(fields[11]) + int(fields[12])) / tick,
+        ended_children=(int(fields[13]) + int(fields[14])) / tick,
+        parent=int(fields[1]),
+    )
+
+
+def group_cpu_delta(before: dict[int, ProcessCpu], after: dict[int, ProcessCpu]) -> float:
+    """The CPU a group's processes spent between two readings, those that ended meanwhile included.
+
+    A process that ended and was waited for by a parent in the group shows again in that parent's ended children's
+    time, for its whole life: what it had spent at the first reading is taken off. One whose parent is not in the
+    group is lost (its parent is not read), as is the work of a process that began and ended outside the group.
+    """
+    spent = sum(
+        now.own + now.ended_children - (then.own + then.ended_children if (then := before.get(pid)) else 0.0)
+        for pid, now in after.items()
+    )
+    for pid, then in before.items():
+        if pid not in after and then.parent in after:
+            spent -= then.own + then.ended_children
+    return spent
+
+
+def cpu_seconds_if_here(pid: int, *, ended_children: bool = False) -> float | None:
+    """utime + stime; with ``ended_children``, also that of the children it has waited for (cutime + cstime).
+    None when no such process runs on this machine (or it cannot be read)."""
+    cpu = process_cpu(pid)
+    if cpu is None:
+        return None
+    return cpu.own + cpu.ended_children if ended_children else cpu.own
 
 
 def cpu_seconds(pid: int, *, ended_children: bool = False) -> float:
@@ -306,8 +345,11 @@ class CpuUse:
 class CpuMeter:
     """CPU used during a phase: by each watched group, by the bench itself, and by everything else.
 
-    "foreign" is the machine's busy time minus ours: other users' work on the same cores (or ours that
-    exited mid-phase). A phase with much foreign CPU measured a shared machine, not only us.
+    A group's CPU includes that of its processes that ended during the phase (a PostgreSQL backend whose
+    connection closed, a worker process replaced), through the ended children's time of the parent that waited
+    for them. "foreign" is the machine's busy time minus ours: other users' work on the same cores, the kernel's
+    own, or ours that began and ended outside a watched group. A phase with much foreign CPU measured a shared
+    machine, not only us.
     """
 
     def __init__(self, sampler: MemorySampler) -> None:
@@ -317,9 +359,9 @@ class CpuMeter:
         self.groups = self._by_group()
         self.own = self._own()
 
-    def _by_group(self) -> dict[str, dict[int, float]]:
+    def _by_group(self) -> dict[str, dict[int, ProcessCpu]]:
         return {
-            label: {pid: cpu_seconds(pid) for pid in group_members(pgid)}
+            label: {pid: cpu for pid in group_members(pgid) if (cpu := process_cpu(pid)) is not None}
             for label, pgid in list(self.sampler.groups.items())
         }
 
@@ -334,8 +376,7 @@ class CpuMeter:
         groups = self._by_group()
         per_group = {}
         for label, pids in groups.items():
-            before = self.groups.get(label, {})
-            per_group[label] = round(sum(cpu - before.get(pid, 0.0) for pid, cpu in pids.items()), 3)
+            per_group[label] = round(group_cpu_delta(self.groups.get(label, {}), pids), 3)
         own = self._own() - self.own
         ours = sum(per_group.values()) + own
         system = sum(cpu for label, cpu in per_group.items() if label != RECEIVER_GROUP)
