@@ -198,16 +198,21 @@ def group_cpu_delta(before: dict[int, ProcessCpu], after: dict[int, ProcessCpu])
     """The CPU a group's processes spent between two readings, those that ended meanwhile included.
 
     A process that ended and was waited for by a parent in the group shows again in that parent's ended children's
-    time, for its whole life: what it had spent at the first reading is taken off. One whose parent is not in the
-    group is lost (its parent is not read), as is the work of a process that began and ended outside the group.
+    time, for its whole life: what it had spent at the first reading is taken off, up to what that time grew by (a
+    parent that lets its children be reaped without waiting gains nothing). One whose parent is not in the group is
+    lost (its parent is not read), as is the work of a process that began and ended outside the group.
     """
     spent = sum(
         now.own + now.ended_children - (then.own + then.ended_children if (then := before.get(pid)) else 0.0)
         for pid, now in after.items()
     )
+    counted_again: dict[int, float] = {}  # parent -> what its ended children had spent at the first reading
     for pid, then in before.items():
         if pid not in after and then.parent in after:
-            spent -= then.own + then.ended_children
+            counted_again[then.parent] = counted_again.get(then.parent, 0.0) + then.own + then.ended_children
+    for parent, earlier in counted_again.items():
+        grown = after[parent].ended_children - (before[parent].ended_children if parent in before else 0.0)
+        spent -= min(earlier, max(grown, 0.0))
     return spent
 
 

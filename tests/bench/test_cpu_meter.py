@@ -74,6 +74,20 @@ def test_an_ended_process_whose_parent_is_not_read_is_not_taken_off() -> None:
     assert group_cpu_delta(before, after) == 1.0
 
 
+def test_an_ended_process_that_no_parent_waited_for_is_not_taken_off() -> None:
+    # given a leader that lets its children be reaped without waiting, and a child that had spent 3 s
+    before = {
+        1: ProcessCpu(own=1.0, ended_children=0.0, parent=0),
+        2: ProcessCpu(own=3.0, ended_children=0.0, parent=1),
+    }
+
+    # when the child ends and the leader's ended children's time does not grow, while the leader spends 1 s
+    after = {1: ProcessCpu(own=2.0, ended_children=0.0, parent=0)}
+
+    # then the group spent the leader's second (the child's work is lost, never negative)
+    assert group_cpu_delta(before, after) == 1.0
+
+
 def wait_for(proc: Proc, line: str) -> None:
     deadline = time.monotonic() + 30
     while line not in proc.tail():
