@@ -4,6 +4,8 @@ import os
 import sys
 import time
 
+import pytest
+
 from bench.procs import CpuMeter, MemorySampler, Proc, ProcessCpu, group_cpu_delta
 
 # The leader, once the file named by its argument exists, forks a child that spends BURN_SECONDS of CPU, waits for it to end, and says so.
@@ -46,46 +48,37 @@ def test_the_cpu_of_a_child_that_ended_mid_phase_counts_for_its_group(tmp_path) 
     assert use.cpu_seconds_by_group["forker"] >= BURN_SECONDS - tick
 
 
-def test_an_ended_process_counts_only_what_it_spent_after_the_first_reading() -> None:
-    # given a leader (1) and a child (2) that had spent 5 s before the phase
-    before = {
-        1: ProcessCpu(own=1.0, ended_children=0.0, parent=0),
-        2: ProcessCpu(own=5.0, ended_children=0.0, parent=1),
-    }
-
-    # when the child spends 2 s more and ends, waited for by the leader, which spends 0.5 s
-    after = {1: ProcessCpu(own=1.5, ended_children=7.0, parent=0)}
-
-    # then the group spent 2.5 s
-    assert group_cpu_delta(before, after) == 2.5
+def cpu(own: float, ended_children: float, parent: int) -> ProcessCpu:
+    return ProcessCpu(own=own, ended_children=ended_children, parent=parent)
 
 
-def test_an_ended_process_whose_parent_is_not_read_is_not_taken_off() -> None:
-    # given a process whose parent is outside the group, and another that lives on
-    before = {
-        7: ProcessCpu(own=9.0, ended_children=0.0, parent=99),
-        8: ProcessCpu(own=1.0, ended_children=0.0, parent=0),
-    }
-
-    # when the first ends (its CPU lands with a parent that is not read) and the second spends 1 s
-    after = {8: ProcessCpu(own=2.0, ended_children=0.0, parent=0)}
-
-    # then only the second's second counts: nothing is taken off for a CPU nobody added
-    assert group_cpu_delta(before, after) == 1.0
-
-
-def test_an_ended_process_that_no_parent_waited_for_is_not_taken_off() -> None:
-    # given a leader that lets its children be reaped without waiting, and a child that had spent 3 s
-    before = {
-        1: ProcessCpu(own=1.0, ended_children=0.0, parent=0),
-        2: ProcessCpu(own=3.0, ended_children=0.0, parent=1),
-    }
-
-    # when the child ends and the leader's ended children's time does not grow, while the leader spends 1 s
-    after = {1: ProcessCpu(own=2.0, ended_children=0.0, parent=0)}
-
-    # then the group spent the leader's second (the child's work is lost, never negative)
-    assert group_cpu_delta(before, after) == 1.0
+@pytest.mark.parametrize(
+    ("before", "after", "spent"),
+    [
+        pytest.param(  # a child (2) that had spent 5 s spends 2 s more and ends, waited for by its leader (1)
+            {1: cpu(1.0, 0.0, parent=0), 2: cpu(5.0, 0.0, parent=1)},
+            {1: cpu(1.5, 7.0, parent=0)},
+            2.5,
+            id="ended, waited for in the group: only what it spent after the first reading",
+        ),
+        pytest.param(  # the first ends with a parent the group does not hold; the second spends 1 s
+            {7: cpu(9.0, 0.0, parent=99), 8: cpu(1.0, 0.0, parent=0)},
+            {8: cpu(2.0, 0.0, parent=0)},
+            1.0,
+            id="ended, its parent not read: nothing taken off for a CPU nobody added",
+        ),
+        pytest.param(  # the leader lets its children be reaped without waiting: its ended children's time stays
+            {1: cpu(1.0, 0.0, parent=0), 2: cpu(3.0, 0.0, parent=1)},
+            {1: cpu(2.0, 0.0, parent=0)},
+            1.0,
+            id="ended, never waited for: its work is lost, the group's figure never below the rest",
+        ),
+    ],
+)
+def test_a_groups_cpu_between_two_readings(
+    before: dict[int, ProcessCpu], after: dict[int, ProcessCpu], spent: float
+) -> None:
+    assert group_cpu_delta(before, after) == spent
 
 
 def wait_for(proc: Proc, line: str) -> None:
