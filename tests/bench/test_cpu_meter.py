@@ -2,13 +2,14 @@
 
 import os
 import sys
-import time
 
 import pytest
 
 from bench.procs import CpuMeter, MemorySampler, Proc, ProcessCpu, group_cpu_delta
+from tests.support.processes import wait_until
 
-# The leader, once the file named by its argument exists, forks a child that spends BURN_SECONDS of CPU, waits for it to end, and says so.
+# The leader, once the file named by its argument exists, forks a child that spends BURN_SECONDS of CPU, waits for
+# it to end, and says so.
 BURN_SECONDS = 0.3
 FORKER = f"""
 import os, sys, time
@@ -48,28 +49,24 @@ def test_the_cpu_of_a_child_that_ended_mid_phase_counts_for_its_group(tmp_path) 
     assert use.cpu_seconds_by_group["forker"] >= BURN_SECONDS - tick
 
 
-def cpu(own: float, ended_children: float, parent: int) -> ProcessCpu:
-    return ProcessCpu(own=own, ended_children=ended_children, parent=parent)
-
-
 @pytest.mark.parametrize(
     ("before", "after", "spent"),
     [
         pytest.param(  # a child (2) that had spent 5 s spends 2 s more and ends, waited for by its leader (1)
-            {1: cpu(1.0, 0.0, parent=0), 2: cpu(5.0, 0.0, parent=1)},
-            {1: cpu(1.5, 7.0, parent=0)},
+            {1: ProcessCpu(1.0, 0.0, parent=0), 2: ProcessCpu(5.0, 0.0, parent=1)},
+            {1: ProcessCpu(1.5, 7.0, parent=0)},
             2.5,
             id="ended, waited for in the group: only what it spent after the first reading",
         ),
         pytest.param(  # the first ends with a parent the group does not hold; the second spends 1 s
-            {7: cpu(9.0, 0.0, parent=99), 8: cpu(1.0, 0.0, parent=0)},
-            {8: cpu(2.0, 0.0, parent=0)},
+            {7: ProcessCpu(9.0, 0.0, parent=99), 8: ProcessCpu(1.0, 0.0, parent=0)},
+            {8: ProcessCpu(2.0, 0.0, parent=0)},
             1.0,
             id="ended, its parent not read: nothing taken off for a CPU nobody added",
         ),
         pytest.param(  # the leader lets its children be reaped without waiting: its ended children's time stays
-            {1: cpu(1.0, 0.0, parent=0), 2: cpu(3.0, 0.0, parent=1)},
-            {1: cpu(2.0, 0.0, parent=0)},
+            {1: ProcessCpu(1.0, 0.0, parent=0), 2: ProcessCpu(3.0, 0.0, parent=1)},
+            {1: ProcessCpu(2.0, 0.0, parent=0)},
             1.0,
             id="ended, never waited for: its work is lost, the group's figure never below the rest",
         ),
@@ -82,7 +79,5 @@ def test_a_groups_cpu_between_two_readings(
 
 
 def wait_for(proc: Proc, line: str) -> None:
-    deadline = time.monotonic() + 30
-    while line not in proc.tail():
-        assert proc.alive() and time.monotonic() < deadline, proc.tail()
-        time.sleep(0.02)
+    wait_until(lambda: line in proc.tail() or not proc.alive(), message=f"{line!r} from the forker")
+    assert line in proc.tail(), proc.tail()
