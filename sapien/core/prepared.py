@@ -16,7 +16,7 @@ from typing import Any, Self, cast
 
 import psycopg
 import psycopg._queries
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 # psycopg parses a statement's placeholders once and caches the result, but only for statements up to 4 KB: the
@@ -49,11 +49,13 @@ class _PreparedDebugWrapper(CursorDebugWrapper):
 
 
 def prepared_cursor() -> CursorWrapper:
-    """A cursor of the default connection whose statements are prepared on the server (see above)."""
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw_connection = cast(psycopg.Connection[Any], connection.connection)
+    """A cursor of the default connection whose statements are prepared on the server (see above). The connection
+    is looked up once: each attribute read through Django's ``connection`` proxy looks it up again."""
+    database = connections[DEFAULT_DB_ALIAS]
+    database.ensure_connection()
+    database.validate_thread_sharing()
+    raw_connection: psycopg.Connection[Any] = database.connection
     if raw_connection.prepare_threshold is None:  # Django's default: psycopg then prepares nothing at all
         raw_connection.prepare_threshold = NEVER_BY_ITSELF
     raw = cast(Any, _PreparingCursor(raw_connection))
-    return _PreparedDebugWrapper(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
+    return _PreparedDebugWrapper(raw, database) if database.queries_logged else database.make_cursor(raw)

@@ -2,7 +2,8 @@
 
 import copy
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
@@ -10,6 +11,8 @@ from rest_framework.fields import Field
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from sapien.entities.models import Person, Pet, Toy
+
+T = TypeVar("T")
 
 
 class OrganizationScopedRelatedField(serializers.PrimaryKeyRelatedField):
@@ -49,27 +52,41 @@ def field_copy(field: Field) -> Field:
     return copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
 
 
-class EntitySerializer(serializers.ModelSerializer):
-    """Builds its fields from the model once per class, then gives each serializer a copy of them.
+def built_once(serializer: serializers.BaseSerializer, name: str, build: Callable[[], T]) -> T:
+    """What ``build`` makes for the serializer's class, made by its first serializer and kept on the class."""
+    built: T | None = type(serializer).__dict__.get(name)
+    if built is None:
+        built = build()
+        setattr(type(serializer), name, built)
+    return built
 
-    DRF's ``ModelSerializer`` inspects the model again for every serializer it makes (every request);
-    these fields depend on nothing but the class, and a copy is what DRF makes of declared fields anyway.
+
+class EntitySerializer(serializers.ModelSerializer):
+    """Builds its fields and its validators from the model once per class, then gives each serializer a copy.
+
+    DRF's ``ModelSerializer`` inspects the model again for every serializer it makes (every request): its fields,
+    and its constraints for the validators of unique fields taken together (none of these models has any). Both
+    depend on nothing but the class, and a copy is what DRF makes of declared fields anyway.
 
     An entity just saved carries the representation its event's ``data`` was made of (``entity_representation``):
     the response shows that one rather than rendering the same entity a second time.
     """
 
     def get_fields(self) -> dict[str, Field]:
-        built: dict[str, Field] | None = type(self).__dict__.get("_built_fields")
-        if built is None:
-            built = super().get_fields()
-            for field in built.values():
-                field.validators = [
-                    NO_SURROGATES if type(validator) is ProhibitSurrogateCharactersValidator else validator
-                    for validator in field.validators
-                ]
-            type(self)._built_fields = built  # type: ignore[attr-defined]
+        built = built_once(self, "_built_fields", self._fields_built)
         return {name: field_copy(field) for name, field in built.items()}
+
+    def _fields_built(self) -> dict[str, Field]:
+        built = super().get_fields()
+        for field in built.values():
+            field.validators = [
+                NO_SURROGATES if type(validator) is ProhibitSurrogateCharactersValidator else validator
+                for validator in field.validators
+            ]
+        return built
+
+    def get_validators(self) -> list[Any]:
+        return list(built_once(self, "_built_validators", super().get_validators))
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         kept = instance.__dict__.pop(KEPT_REPRESENTATION, None)  # once: a later change renders anew

@@ -270,3 +270,25 @@ def test_each_serializer_has_fields_of_its_own() -> None:
         assert first.fields[name].parent is first and second.fields[name].parent is second
     assert first.fields["pets"].child is not second.fields["pets"].child  # type: ignore[attr-defined]
     assert first.fields["status"].choices == second.fields["status"].choices  # type: ignore[attr-defined]
+
+
+def test_a_serializer_class_looks_for_its_models_constraints_once(monkeypatch) -> None:
+    """DRF would look through the model's constraints for every serializer it makes: once per class is enough."""
+
+    class OnePersonSerializer(PersonSerializer):
+        class Meta(PersonSerializer.Meta):
+            pass
+
+    looked_up: list[type] = []
+    unique_together = serializers.ModelSerializer.get_unique_together_validators
+
+    def counted(self):
+        looked_up.append(type(self))
+        return unique_together(self)
+
+    monkeypatch.setattr(serializers.ModelSerializer, "get_unique_together_validators", counted)
+    first, second = OnePersonSerializer(), OnePersonSerializer()
+
+    assert first.validators == second.validators == []  # a Person has no fields unique together
+    assert first.validators is not second.validators
+    assert looked_up == [OnePersonSerializer]

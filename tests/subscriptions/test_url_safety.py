@@ -250,6 +250,27 @@ def test_a_name_that_resolves_to_an_internal_address_is_refused(private_callback
         check_callback_url("https://mixed.example.com/hook")
 
 
+def test_a_name_is_resolved_at_every_check_though_its_url_is_read_once(private_callbacks_off, monkeypatch) -> None:
+    """The worker checks a subscription's URL before every batch: DNS may have changed since the last one."""
+    from subscriptions import url_safety
+
+    url = "https://twice.example.com/hook"
+    resolving = url_safety.socket.getaddrinfo  # the suite's resolver, which answers loopback only
+    asked: list[str] = []
+
+    def counted(host, *args, **kwargs):
+        asked.append(host)
+        return resolving(host, *args, **kwargs)
+
+    monkeypatch.setattr(url_safety.socket, "getaddrinfo", counted)
+    for _ in range(2):
+        with pytest.raises(UnsafeCallbackURL, match="resolves to an internal address"):
+            check_callback_url(url)
+
+    assert asked == ["twice.example.com", "twice.example.com"]
+    assert parse_callback_url(url) is parse_callback_url(url)  # the reading itself is kept
+
+
 # --- The API: 400 invalid_callback_url, and nothing stored or changed ------------------------------
 
 REFUSED_BY_THE_API = [
