@@ -50,8 +50,8 @@ def parse_callback_url(url: str) -> CallbackTarget:
     """The scheme, host and port of a well-formed callback URL; raises ``UnsafeCallbackURL`` and nothing else.
 
     Kept for the process's last thousand URLs: a worker checks each subscription's URL again for every batch it
-    sends (DNS may have changed; the URL's own reading cannot), and the reading (IDNA, IP literals) was about a
-    fifth of a batch's preparation."""
+    sends (DNS may have changed; the URL's own reading cannot), and the reading (IDNA, IP literals) was nearly half
+    of the preparation of a batch of three deliveries to three URLs."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeCallbackURL(f"The callback URL must be at most {MAX_URL_LENGTH} characters long.")
     if _UNSAFE_CHARACTERS.search(url) or not url.isprintable():
