@@ -5,6 +5,8 @@ import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
+from sapien.core.per_class import built_once_per_class
+
 
 class UTCIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 moment, converted to UTC as it is read; one that UTC cannot show is a validation error."""
@@ -29,12 +31,7 @@ class FilterSet(django_filters.FilterSet):
     """
 
     def get_form_class(self) -> type[forms.Form]:
-        cls = type(self)
-        form_class: type[forms.Form] | None = cls.__dict__.get("_form_class")
-        if form_class is None:
-            form_class = super().get_form_class()
-            cls._form_class = form_class
-        return form_class
+        return built_once_per_class(self, "_form_class", super().get_form_class)
 
 
 class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):

@@ -2,17 +2,15 @@
 
 import copy
 import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers
 from rest_framework.fields import Field
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from sapien.core.per_class import built_once_per_class
 from sapien.entities.models import Person, Pet, Toy
-
-T = TypeVar("T")
 
 
 class OrganizationScopedRelatedField(serializers.PrimaryKeyRelatedField):
@@ -52,15 +50,6 @@ def field_copy(field: Field) -> Field:
     return copy.deepcopy(field) if isinstance(field, serializers.BaseSerializer) else copy.copy(field)
 
 
-def built_once(serializer: serializers.BaseSerializer, name: str, build: Callable[[], T]) -> T:
-    """What ``build`` makes for the serializer's class, made by its first serializer and kept on the class."""
-    built: T | None = type(serializer).__dict__.get(name)
-    if built is None:
-        built = build()
-        setattr(type(serializer), name, built)
-    return built
-
-
 class EntitySerializer(serializers.ModelSerializer):
     """Builds its fields and its validators from the model once per class, then gives each serializer a copy.
 
@@ -73,7 +62,7 @@ class EntitySerializer(serializers.ModelSerializer):
     """
 
     def get_fields(self) -> dict[str, Field]:
-        built = built_once(self, "_built_fields", self._fields_built)
+        built = built_once_per_class(self, "_built_fields", self._fields_built)
         return {name: field_copy(field) for name, field in built.items()}
 
     def _fields_built(self) -> dict[str, Field]:
@@ -86,7 +75,7 @@ class EntitySerializer(serializers.ModelSerializer):
         return built
 
     def get_validators(self) -> list[Any]:
-        return list(built_once(self, "_built_validators", super().get_validators))
+        return list(built_once_per_class(self, "_built_validators", super().get_validators))
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         kept = instance.__dict__.pop(KEPT_REPRESENTATION, None)  # once: a later change renders anew
